@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * portdispatch: a programmable port-to-socket table, driven over generic
+ * netlink. This header is the whole contract between the kernel module and
+ * any client; nothing else is shared.
+ *
+ * Family "portdispatch", version 1, network-namespace aware: every request
+ * acts on the table of the requesting socket's network namespace.
+ *
+ * The table
+ * ---------
+ * A rule maps (protocol, destination port range, optional destination
+ * prefix, address family) to a target. A new TCP or UDP flow to a local
+ * address that matches a rule is handed to the target socket, unmodified:
+ * the socket sees the address and port the client used. Packets of flows
+ * that already own a socket (established, handshaking or TIME_WAIT TCP,
+ * connected UDP) are never steered. Among the rules covering a port, the
+ * longest matching destination prefix wins; a rule without a prefix has
+ * length 0 and matches every address of its families.
+ *
+ * Two rules conflict when they have the same protocol, the same prefix,
+ * overlapping port ranges and at least one address family in common.
+ *
+ * Permissions
+ * -----------
+ * Every command and the "events" group need CAP_NET_ADMIN over the user
+ * namespace that owns the network namespace. The kernel never reaches into
+ * another process: a socket target is named by a file descriptor of the
+ * requesting process. To name another process's socket, a client first
+ * takes its own copy with pidfd_getfd(2), which the kernel only allows with
+ * ptrace-attach rights over that process.
+ *
+ * Commands (all "do" unless said otherwise)
+ * --------
+ * PORTDISPATCH_CMD_RULE_ADD
+ *	Request: RULE_PROTO, RULE_PORT_MIN, [RULE_PORT_MAX], [RULE_FAMILY],
+ *	[RULE_DST, RULE_DST_PLEN], RULE_TARGET.
+ *	Adds a rule. Fails with EEXIST, naming the conflicting rule, when it
+ *	conflicts with one. With NLM_F_ECHO the rule is sent back as a
+ *	RULE_GET message before the ack.
+ * PORTDISPATCH_CMD_RULE_REPLACE
+ *	As RULE_ADD, but a rule with the same protocol, port range and prefix
+ *	whose families intersect is replaced in one step: no new flow is
+ *	lost or sent to the normal lookup in between. Creates the rule if
+ *	there is none.
+ * PORTDISPATCH_CMD_RULE_DEL
+ *	Request: RULE_PROTO, RULE_PORT_MIN, [RULE_PORT_MAX], [RULE_FAMILY],
+ *	[RULE_DST, RULE_DST_PLEN]. Deletes the rules with exactly this
+ *	protocol, range and prefix whose families intersect RULE_FAMILY
+ *	(every family when absent). ENOENT when there is none.
+ * PORTDISPATCH_CMD_RULE_GET (dump)
+ *	Replies with one message per rule, in (protocol, port) order. A dump
+ *	that spans a change of the table is flagged NLM_F_DUMP_INTR.
+ * PORTDISPATCH_CMD_FLUSH
+ *	Deletes every rule of the namespace.
+ * PORTDISPATCH_CMD_STATS_GET
+ *	Replies with the namespace's counters (the NS_STATS attributes).
+ * PORTDISPATCH_CMD_BATCH_BEGIN / _COMMIT / _ABORT
+ *	Open, apply or drop a batch. While the requesting socket has a batch
+ *	open, its RULE_ADD, RULE_REPLACE, RULE_DEL and FLUSH are checked at
+ *	once (and fail at once, with their own error) but take effect only at
+ *	COMMIT, all together: packets see the table before or after the whole
+ *	batch, never in between. If any command of the batch failed, COMMIT
+ *	fails with EINVAL and applies nothing. A namespace has at most one open
+ *	batch: changes from other sockets fail with EBUSY meanwhile. Closing
+ *	the socket aborts its batch. Batches do not nest.
+ *
+ * Events (multicast group "events")
+ * ------
+ * PORTDISPATCH_CMD_RULE_ADD_NTF, _RULE_REPLACE_NTF: the rule, as in a dump.
+ * PORTDISPATCH_CMD_RULE_DEL_NTF: the rule and RULE_REASON.
+ * PORTDISPATCH_CMD_FLUSH_NTF: RULE_COUNT, the number of rules removed.
+ * A batch's events are sent when it commits, in the order of its commands.
+ *
+ * Errors
+ * ------
+ * Every refusal carries an extended-ack message meant for people, and
+ * points at the offending attribute where there is one.
+ *	EINVAL		malformed or contradictory request
+ *	EEXIST		conflicts with an existing rule (RULE_ADD)
+ *	ENOENT		no such rule (RULE_DEL)
+ *	ENOSPC		the namespace's table is full (module parameter
+ *			max_rules)
+ *	EBUSY		another socket's batch is open
+ *	EBADF, ENOTSOCK	RULE_TARGET_FD is not an open fd / not a socket
+ *	ESRCH		TARGET_PID names no process
+ *	EPROTOTYPE	the socket's protocol is not the rule's
+ *	EAFNOSUPPORT	the socket cannot take the rule's address family
+ *	EADDRNOTAVAIL	the socket is not listening (TCP) or not bound (UDP)
+ *	EXDEV		the socket lives in another network namespace
+ */
+#ifndef _UAPI_LINUX_PORTDISPATCH_H
+#define _UAPI_LINUX_PORTDISPATCH_H
+
+#define PORTDISPATCH_FAMILY_NAME	"portdispatch"
+#define PORTDISPATCH_FAMILY_VERSION	1
+#define PORTDISPATCH_MCGRP_EVENTS	"events"
+
+enum portdispatch_del_reason {
+	PORTDISPATCH_DEL_REASON_UNSPEC,
+	PORTDISPATCH_DEL_REASON_REQUEST,	/* RULE_DEL or a replaced batch */
+	PORTDISPATCH_DEL_REASON_SOCKET_CLOSED,	/* its target socket closed */
+};
+
+/* What a socket target is doing, as reported in dumps and events. */
+enum portdispatch_sock_state {
+	PORTDISPATCH_SOCK_STATE_UNSPEC,
+	PORTDISPATCH_SOCK_STATE_LISTENING,	/* TCP, accepting connections */
+	PORTDISPATCH_SOCK_STATE_BOUND,		/* UDP, receiving datagrams */
+	PORTDISPATCH_SOCK_STATE_NOT_READY,	/* open, but cannot take flows */
+	PORTDISPATCH_SOCK_STATE_CLOSED,		/* gone; the rule is going too */
+};
+
+/* Attributes of a rule: requests, dumps and events. */
+enum {
+	PORTDISPATCH_A_RULE_UNSPEC,
+	PORTDISPATCH_A_RULE_PAD,
+	PORTDISPATCH_A_RULE_ID,		/* u32, assigned by the kernel */
+	PORTDISPATCH_A_RULE_PROTO,	/* u8, IPPROTO_TCP or IPPROTO_UDP */
+	PORTDISPATCH_A_RULE_PORT_MIN,	/* u32, 1-65535 */
+	PORTDISPATCH_A_RULE_PORT_MAX,	/* u32, PORT_MIN-65535; default PORT_MIN */
+	PORTDISPATCH_A_RULE_FAMILY,	/* u8, AF_INET or AF_INET6; absent:
+					 * every family the target accepts
+					 */
+	PORTDISPATCH_A_RULE_DST,	/* binary, 4 or 16 bytes, network order */
+	PORTDISPATCH_A_RULE_DST_PLEN,	/* u8, prefix length of RULE_DST */
+	PORTDISPATCH_A_RULE_TARGET,	/* nest, PORTDISPATCH_A_TARGET_* */
+	PORTDISPATCH_A_RULE_STATS,	/* nest, PORTDISPATCH_A_RULE_STATS_* */
+	PORTDISPATCH_A_RULE_REASON,	/* u8, enum portdispatch_del_reason */
+	PORTDISPATCH_A_RULE_COUNT,	/* u32, rules removed (FLUSH_NTF) */
+
+	__PORTDISPATCH_A_RULE_MAX,
+	PORTDISPATCH_A_RULE_MAX = __PORTDISPATCH_A_RULE_MAX - 1
+};
+
+/*
+ * A target is either a socket (TARGET_FD, with TARGET_PID and TARGET_PID_FD
+ * naming where it came from) or a local port (TARGET_PORT): whichever socket
+ * listens (TCP) or is bound (UDP) on that port, at the destination address,
+ * when a new flow arrives. The other attributes are reported, not accepted.
+ */
+enum {
+	PORTDISPATCH_A_TARGET_UNSPEC,
+	PORTDISPATCH_A_TARGET_PAD,
+	PORTDISPATCH_A_TARGET_FD,	/* u32, fd of the requesting process */
+	PORTDISPATCH_A_TARGET_PID,	/* u32, process the socket belongs to */
+	PORTDISPATCH_A_TARGET_PID_FD,	/* u32, its fd number in that process */
+	PORTDISPATCH_A_TARGET_PORT,	/* u32, 1-65535 */
+	PORTDISPATCH_A_TARGET_COMM,	/* string, command name of TARGET_PID */
+	PORTDISPATCH_A_TARGET_INODE,	/* u64, the socket's inode number */
+	PORTDISPATCH_A_TARGET_STATE,	/* u8, enum portdispatch_sock_state */
+	PORTDISPATCH_A_TARGET_FAMILY,	/* u8, the socket's family */
+	PORTDISPATCH_A_TARGET_V6ONLY,	/* flag, IPv6 socket refusing IPv4 */
+	PORTDISPATCH_A_TARGET_LOCAL_ADDR, /* binary, 4 or 16 bytes */
+	PORTDISPATCH_A_TARGET_LOCAL_PORT, /* u32, the socket's own port */
+
+	__PORTDISPATCH_A_TARGET_MAX,
+	PORTDISPATCH_A_TARGET_MAX = __PORTDISPATCH_A_TARGET_MAX - 1
+};
+
+/* Per-rule counters, in dumps. Only new flows are counted. */
+enum {
+	PORTDISPATCH_A_RULE_STATS_UNSPEC,
+	PORTDISPATCH_A_RULE_STATS_PAD,
+	PORTDISPATCH_A_RULE_STATS_STEERED,	 /* u64, handed to the target */
+	PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE, /* u64, matched, but the
+						  * target could not take it:
+						  * left to the normal lookup
+						  */
+
+	__PORTDISPATCH_A_RULE_STATS_MAX,
+	PORTDISPATCH_A_RULE_STATS_MAX = __PORTDISPATCH_A_RULE_STATS_MAX - 1
+};
+
+/* Namespace counters (STATS_GET). lookups == hits + misses. */
+enum {
+	PORTDISPATCH_A_NS_STATS_UNSPEC,
+	PORTDISPATCH_A_NS_STATS_PAD,
+	PORTDISPATCH_A_NS_STATS_LOOKUPS,	/* u64, packets that consulted
+						 * the table
+						 */
+	PORTDISPATCH_A_NS_STATS_HITS,		/* u64, ... and a rule covered */
+	PORTDISPATCH_A_NS_STATS_MISSES,		/* u64, ... and none did */
+	PORTDISPATCH_A_NS_STATS_RULES,		/* u32, rules in the table */
+	PORTDISPATCH_A_NS_STATS_MAX_RULES,	/* u32, the table's limit */
+
+	__PORTDISPATCH_A_NS_STATS_MAX,
+	PORTDISPATCH_A_NS_STATS_MAX = __PORTDISPATCH_A_NS_STATS_MAX - 1
+};
+
+enum {
+	PORTDISPATCH_CMD_UNSPEC,
+	PORTDISPATCH_CMD_RULE_ADD,
+	PORTDISPATCH_CMD_RULE_REPLACE,
+	PORTDISPATCH_CMD_RULE_DEL,
+	PORTDISPATCH_CMD_RULE_GET,
+	PORTDISPATCH_CMD_FLUSH,
+	PORTDISPATCH_CMD_STATS_GET,
+	PORTDISPATCH_CMD_BATCH_BEGIN,
+	PORTDISPATCH_CMD_BATCH_COMMIT,
+	PORTDISPATCH_CMD_BATCH_ABORT,
+	PORTDISPATCH_CMD_RULE_ADD_NTF,
+	PORTDISPATCH_CMD_RULE_REPLACE_NTF,
+	PORTDISPATCH_CMD_RULE_DEL_NTF,
+	PORTDISPATCH_CMD_FLUSH_NTF,
+
+	__PORTDISPATCH_CMD_MAX,
+	PORTDISPATCH_CMD_MAX = __PORTDISPATCH_CMD_MAX - 1
+};
+
+#endif /* _UAPI_LINUX_PORTDISPATCH_H */
