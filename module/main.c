@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * portdispatch: a programmable port-to-socket table. New TCP and UDP flows
+ * for chosen ports (and, optionally, chosen local addresses) are handed to
+ * chosen sockets, per network namespace, without rewriting any address.
+ *
+ * Module and namespace lifetimes live here; see hook.c for the packet
+ * path, txn.c for how the table changes, netlink.c for the interface.
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/rcupdate.h>
+#include <net/genetlink.h>
+#include <linux/portdispatch.h>
+
+#include "hook.h"
+#include "netlink.h"
+#include "pernet.h"
+#include "reaper.h"
+#include "table.h"
+#include "txn.h"
+
+unsigned int pd_net_id __read_mostly;
+struct workqueue_struct *pd_wq __read_mostly;
+
+unsigned int pd_max_rules __read_mostly = 65536;
+module_param_named(max_rules, pd_max_rules, uint, 0644);
+MODULE_PARM_DESC(max_rules, "Most rules one network namespace may hold (default 65536)");
+
+static int __net_init pd_net_init(struct net *net)
+{
+	struct pd_net *pn = pd_net(net);
+	int err;
+
+	pn->net = net;
+	mutex_init(&pn->lock);
+	INIT_LIST_HEAD(&pn->sock_rules);
+	INIT_DELAYED_WORK(&pn->reaper, pd_reaper_work);
+
+	pn->stats = alloc_percpu(struct pd_ns_stats);
+	if (!pn->stats)
+		return -ENOMEM;
+	err = pd_store_init(&pn->store);
+	if (err)
+		free_percpu(pn->stats);
+	return err;
+}
+
+/* Stop packets first: the core waits a grace period before .exit. */
+static void __net_exit pd_net_pre_exit(struct net *net)
+{
+	struct pd_net *pn = pd_net(net);
+
+	mutex_lock(&pn->lock);
+	pn->dying = true;
+	if (pn->hooks_enabled) {
+		pd_hooks_disable(net);
+		pn->hooks_enabled = false;
+	}
+	mutex_unlock(&pn->lock);
+}
+
+static void __net_exit pd_net_exit(struct net *net)
+{
+	struct pd_net *pn = pd_net(net);
+	struct pd_rule *rule;
+	int proto;
+
+	cancel_delayed_work_sync(&pn->reaper);
+
+	mutex_lock(&pn->lock);
+	if (pn->batch) {
+		pd_txn_abort(pn, pn->batch);
+		pn->batch = NULL;
+	}
+	/* No reader is left: the hooks went before the last grace period. */
+	pd_table_destroy(rcu_dereference_protected(pn->table, true));
+	RCU_INIT_POINTER(pn->table, NULL);
+	for (proto = 0; proto < PD_NPROTO; proto++) {
+		while ((rule = pd_store_seek(&pn->store, proto, 0))) {
+			pd_store_remove(&pn->store, rule);
+			pd_rule_free(rule);
+		}
+	}
+	mutex_unlock(&pn->lock);
+
+	pd_store_destroy(&pn->store);
+	free_percpu(pn->stats);
+}
+
+static struct pernet_operations pd_net_ops = {
+	.init		= pd_net_init,
+	.pre_exit	= pd_net_pre_exit,
+	.exit		= pd_net_exit,
+	.id		= &pd_net_id,
+	.size		= sizeof(struct pd_net),
+};
+
+static int __init pd_init(void)
+{
+	int err;
+
+	pd_wq = alloc_workqueue("portdispatch", 0, 0);
+	if (!pd_wq)
+		return -ENOMEM;
+	err = register_pernet_subsys(&pd_net_ops);
+	if (err)
+		goto destroy_wq;
+	err = pd_nl_init();
+	if (err)
+		goto unregister_pernet;
+	return 0;
+
+unregister_pernet:
+	unregister_pernet_subsys(&pd_net_ops);
+destroy_wq:
+	destroy_workqueue(pd_wq);
+	return err;
+}
+
+static void __exit pd_exit(void)
+{
+	pd_nl_exit();
+	unregister_pernet_subsys(&pd_net_ops);
+	/* Let every commit's garbage reach the workqueue, then drain it. */
+	rcu_barrier();
+	destroy_workqueue(pd_wq);
+}
+
+module_init(pd_init);
+module_exit(pd_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Programmable port-to-socket dispatch for TCP and UDP");
+MODULE_ALIAS_GENL_FAMILY(PORTDISPATCH_FAMILY_NAME);

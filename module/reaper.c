@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Removing rules whose socket closed: see reaper.h. */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/workqueue.h>
+
+#include "pernet.h"
+#include "reaper.h"
+#include "rule.h"
+#include "txn.h"
+
+#define PD_REAP_INTERVAL	(HZ / 2)
+
+/* Under pn->lock. An open batch holds the table: the reaper waits for it. */
+void pd_reap_locked(struct pd_net *pn)
+{
+	struct pd_txn *txn = NULL;
+	struct pd_rule *rule;
+
+	if (pn->batch)
+		return;
+
+	list_for_each_entry(rule, &pn->sock_rules, sock_node) {
+		if (!pd_target_closed(&rule->target))
+			continue;
+		if (!txn) {
+			txn = pd_txn_begin(0);
+			if (!txn)
+				return;
+		}
+		if (pd_txn_reap(pn, txn, rule))
+			break;
+	}
+	/* On failure the rules stay, and the next round tries again. */
+	if (txn)
+		pd_txn_commit(pn, txn, NULL);
+}
+
+void pd_reaper_work(struct work_struct *work)
+{
+	struct pd_net *pn = container_of(to_delayed_work(work), struct pd_net,
+					 reaper);
+
+	clear_bit(0, &pn->reaper_kicked);
+	mutex_lock(&pn->lock);
+	if (!pn->dying) {
+		pd_reap_locked(pn);
+		pd_reaper_arm(pn);
+	}
+	mutex_unlock(&pn->lock);
+}
+
+/* Under pn->lock: keep watching while there is something to watch. */
+void pd_reaper_arm(struct pd_net *pn)
+{
+	if (!pn->dying && !list_empty(&pn->sock_rules))
+		queue_delayed_work(pd_wq, &pn->reaper, PD_REAP_INTERVAL);
+}
+
+/* From any context, packets included: look now, once. */
+void pd_reaper_kick(struct pd_net *pn)
+{
+	if (!test_and_set_bit(0, &pn->reaper_kicked))
+		mod_delayed_work(pd_wq, &pn->reaper, 0);
+}

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Rule objects: allocation, counters and the words that describe them. */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <net/ipv6.h>
+
+#include "rule.h"
+
+struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp)
+{
+	struct pd_rule *rule;
+
+	rule = kzalloc(sizeof(*rule), gfp);
+	if (!rule)
+		return NULL;
+
+	rule->stats = alloc_percpu_gfp(struct pd_rule_stats, gfp);
+	if (!rule->stats) {
+		kfree(rule);
+		return NULL;
+	}
+	rule->owns_stats = true;
+	rule->key = *key;
+	INIT_LIST_HEAD(&rule->del_node);
+	INIT_LIST_HEAD(&rule->sock_node);
+	INIT_LIST_HEAD(&rule->build_node);
+	return rule;
+}
+
+/* Only once no packet can see the rule: after a grace period, or never published. */
+void pd_rule_free(struct pd_rule *rule)
+{
+	pd_target_release(&rule->target);
+	if (rule->owns_stats)
+		free_percpu(rule->stats);
+	kfree(rule);
+}
+
+void pd_rule_read_stats(const struct pd_rule *rule, struct pd_rule_stats *sum)
+{
+	int cpu;
+
+	memset(sum, 0, sizeof(*sum));
+	for_each_possible_cpu(cpu) {
+		const struct pd_rule_stats *s = per_cpu_ptr(rule->stats, cpu);
+
+		sum->steered += READ_ONCE(s->steered);
+		sum->undeliverable += READ_ONCE(s->undeliverable);
+	}
+}
+
+bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families)
+{
+	if (families == PD_FAM_V4)
+		return a->v4 == b->v4;
+	return ipv6_addr_equal(&a->v6, &b->v6);
+}
+
+/* Same destination prefix; families are compared separately. */
+bool pd_keys_same_prefix(const struct pd_key *a, const struct pd_key *b)
+{
+	if (a->proto != b->proto || a->plen != b->plen)
+		return false;
+	if (!a->plen)
+		return true;
+	return a->families == b->families &&
+	       pd_addr_equal(&a->addr, &b->addr, a->families);
+}
+
+/* "tcp 80-90 ipv4 dst 192.0.2.0/24", as portctl would spell the rule. */
+int pd_key_format(const struct pd_key *key, char *buf, size_t len)
+{
+	static const char * const fam[] = {
+		[PD_FAM_V4] = " ipv4", [PD_FAM_V6] = " ipv6", [PD_FAM_ALL] = "",
+	};
+	const char *proto = key->proto == PD_TCP ? "tcp" : "udp";
+	int n;
+
+	if (key->port_min == key->port_max)
+		n = scnprintf(buf, len, "%s %u", proto, key->port_min);
+	else
+		n = scnprintf(buf, len, "%s %u-%u", proto, key->port_min,
+			      key->port_max);
+
+	if (!key->plen)
+		return n + scnprintf(buf + n, len - n, "%s", fam[key->families]);
+	if (key->families == PD_FAM_V4)
+		return n + scnprintf(buf + n, len - n, " dst %pI4/%u",
+				     &key->addr.v4, key->plen);
+	return n + scnprintf(buf + n, len - n, " dst %pI6c/%u",
+			     &key->addr.v6, key->plen);
+}

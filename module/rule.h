@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A rule: which flows (protocol, destination ports, destination prefix,
+ * address families) go to which target. Rules are immutable once staged,
+ * except for their counters; a replace stages a new rule.
+ */
+#ifndef _PD_RULE_H
+#define _PD_RULE_H
+
+#include <linux/in6.h>
+#include <linux/interval_tree_generic.h>
+#include <linux/list.h>
+#include <linux/percpu.h>
+#include <linux/rbtree.h>
+#include <linux/types.h>
+
+#include "target.h"
+
+struct pd_class;
+
+/* Protocols get dense indexes so that tables can be arrays. */
+enum pd_proto {
+	PD_TCP,
+	PD_UDP,
+	PD_NPROTO,
+};
+
+/* Address families a rule serves, as a mask. */
+#define PD_FAM_V4	BIT(0)
+#define PD_FAM_V6	BIT(1)
+#define PD_FAM_ALL	(PD_FAM_V4 | PD_FAM_V6)
+
+union pd_addr {
+	__be32		v4;
+	struct in6_addr	v6;
+};
+
+/*
+ * What a rule matches. With plen 0 the rule matches every address of its
+ * families and addr is zero; with plen > 0, families is the prefix's one
+ * family and addr is the prefix, host bits clear.
+ */
+struct pd_key {
+	u16		port_min;
+	u16		port_max;
+	u8		proto;		/* enum pd_proto */
+	u8		families;	/* PD_FAM_* */
+	u8		plen;
+	union pd_addr	addr;
+};
+
+struct pd_rule_stats {
+	u64		steered;
+	u64		undeliverable;
+};
+
+struct pd_rule {
+	struct pd_key	key;
+	u32		id;
+	struct pd_target target;
+
+	/* Counters; shared with the rule a replace swaps in. */
+	struct pd_rule_stats __percpu *stats;
+	bool		owns_stats;
+
+	/* Batch state: staged, not yet seen by packets; or leaving. */
+	bool		staged_add;
+	bool		staged_del;
+	u8		del_reason;	/* enum portdispatch_del_reason */
+
+	/* The store's two indexes (store.c). */
+	struct rb_node	port_rb;	/* all rules of a protocol */
+	u64		port_subtree_last;
+	struct rb_node	class_rb;	/* rules with the same prefix */
+	u16		class_subtree_last;
+	struct pd_class	*class;
+
+	struct list_head del_node;	/* batch journal, then garbage */
+	struct list_head sock_node;	/* pd_net.sock_rules */
+	struct list_head build_node;	/* scratch for table builds */
+};
+
+struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp);
+void pd_rule_free(struct pd_rule *rule);
+void pd_rule_read_stats(const struct pd_rule *rule, struct pd_rule_stats *sum);
+
+bool pd_keys_same_prefix(const struct pd_key *a, const struct pd_key *b);
+bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families);
+int pd_key_format(const struct pd_key *key, char *buf, size_t len);
+
+static inline bool pd_rule_is_socket(const struct pd_rule *rule)
+{
+	return rule->target.kind == PD_TARGET_SOCKET;
+}
+
+#endif /* _PD_RULE_H */

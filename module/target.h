@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Targets: where a rule sends new flows. A socket target holds a reference
+ * to one socket for the rule's whole life; a port target names a local port
+ * and is resolved to whatever socket serves it when a flow arrives.
+ */
+#ifndef _PD_TARGET_H
+#define _PD_TARGET_H
+
+#include <linux/sched.h>
+#include <linux/types.h>
+
+struct net;
+struct netlink_ext_ack;
+struct nlattr;
+struct pid;
+struct pid_namespace;
+struct sk_buff;
+struct sock;
+struct pd_key;
+struct pd_packet;
+
+enum pd_target_kind {
+	PD_TARGET_SOCKET,
+	PD_TARGET_PORT,
+};
+
+struct pd_target {
+	enum pd_target_kind kind;
+	u16		port;		/* PD_TARGET_PORT */
+
+	/* PD_TARGET_SOCKET */
+	struct sock	*sk;
+	struct pid	*owner;		/* the process named, for reports */
+	struct pid_namespace *owner_ns;	/* whose numbering named it */
+	u32		owner_fd;
+	unsigned long	ino;
+	char		comm[TASK_COMM_LEN];
+};
+
+/* A target as a request spells it; attributes left at zero are absent. */
+struct pd_target_req {
+	const struct nlattr *fd_attr;
+	const struct nlattr *pid_attr;
+	const struct nlattr *pid_fd_attr;
+	const struct nlattr *port_attr;
+};
+
+int pd_target_init(struct pd_target *target, struct net *net,
+		   const struct pd_target_req *req, struct pd_key *key,
+		   struct netlink_ext_ack *extack);
+void pd_target_release(struct pd_target *target);
+
+bool pd_target_closed(const struct pd_target *target);
+u8 pd_target_state(const struct pd_target *target);
+
+struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
+			    const struct pd_packet *pkt,
+			    const struct pd_target *target);
+
+#endif /* _PD_TARGET_H */

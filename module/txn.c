@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Transactions: staging, commit, abort, and freeing what a commit replaced. */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bitmap.h>
+#include <linux/err.h>
+#include <linux/overflow.h>
+#include <linux/rcupdate.h>
+#include <linux/slab.h>
+#include <linux/workqueue.h>
+#include <linux/portdispatch.h>
+
+#include "compat.h"
+#include "hook.h"
+#include "netlink.h"
+#include "pernet.h"
+#include "reaper.h"
+#include "table.h"
+#include "txn.h"
+
+struct pd_txn {
+	u32		portid;		/* the batch's socket; 0 for a lone request */
+	bool		failed;		/* a command of the batch failed */
+	long		delta;		/* published rules after commit, minus now */
+	struct list_head journal;	/* struct pd_change, in command order */
+	DECLARE_BITMAP(dirty, PD_NDIRTY);
+};
+
+/* What a commit replaced, freed once no packet can still be reading it. */
+struct pd_garbage {
+	struct rcu_work	rwork;
+	struct pd_table	*table;		/* the old root; its blocks are below or shared */
+	struct list_head rules;
+	unsigned int	nr_blocks;
+	struct pd_block	*blocks[];
+};
+
+static void pd_garbage_free(struct work_struct *work)
+{
+	struct pd_garbage *g = container_of(to_rcu_work(work),
+					    struct pd_garbage, rwork);
+	struct pd_rule *rule, *tmp;
+	unsigned int i;
+
+	kfree(g->table);
+	for (i = 0; i < g->nr_blocks; i++)
+		pd_block_free(g->blocks[i]);
+	list_for_each_entry_safe(rule, tmp, &g->rules, del_node) {
+		list_del(&rule->del_node);
+		pd_rule_free(rule);
+	}
+	kfree(g);
+}
+
+struct pd_txn *pd_txn_begin(u32 portid)
+{
+	struct pd_txn *txn = kzalloc(sizeof(*txn), GFP_KERNEL);
+
+	if (!txn)
+		return NULL;
+	txn->portid = portid;
+	INIT_LIST_HEAD(&txn->journal);
+	return txn;
+}
+
+static struct pd_change *pd_change_new(struct pd_txn *txn, enum pd_op op)
+{
+	struct pd_change *c = kzalloc(sizeof(*c), GFP_KERNEL);
+
+	if (!c)
+		return NULL;
+	c->op = op;
+	INIT_LIST_HEAD(&c->removed);
+	list_add_tail(&c->node, &txn->journal);
+	return c;
+}
+
+static void pd_change_remove(struct pd_txn *txn, struct pd_change *c,
+			     struct pd_rule *rule, u8 reason)
+{
+	rule->staged_del = true;
+	rule->del_reason = reason;
+	list_add_tail(&rule->del_node, &c->removed);
+	c->nr_removed++;
+	txn->delta--;
+	pd_table_mark_dirty(txn->dirty, rule->key.proto, rule->key.port_min,
+			    rule->key.port_max);
+}
+
+/* Take one command back. Dirty marks stay: a spare rebuild is harmless. */
+static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
+			   struct pd_change *c)
+{
+	struct pd_rule *rule, *tmp;
+
+	list_for_each_entry_safe(rule, tmp, &c->removed, del_node) {
+		rule->staged_del = false;
+		rule->del_reason = PORTDISPATCH_DEL_REASON_UNSPEC;
+		list_del_init(&rule->del_node);
+		txn->delta++;
+	}
+	if (c->added) {
+		pd_store_remove(&pn->store, c->added);
+		pd_rule_free(c->added);
+		txn->delta--;
+	}
+	list_del(&c->node);
+	kfree(c);
+}
+
+static bool pd_same_ports(const struct pd_key *a, const struct pd_key *b)
+{
+	return a->port_min == b->port_min && a->port_max == b->port_max;
+}
+
+/* A sibling is a rule with the same prefix; a live one may conflict. */
+static bool pd_sibling_counts(const struct pd_rule *other,
+			      const struct pd_key *key)
+{
+	return !other->staged_del && (other->key.families & key->families);
+}
+
+/* Takes @rule: on failure it is freed. */
+int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
+	       bool replace, struct netlink_ext_ack *extack)
+{
+	const struct pd_key *key = &rule->key;
+	unsigned int max = READ_ONCE(pd_max_rules);
+	unsigned int replaced = 0;
+	struct pd_rule *other;
+	struct pd_change *c;
+	char desc[64];
+	int err;
+
+	for (other = pd_store_first_sibling(&pn->store, key); other;
+	     other = pd_store_next_sibling(other, key)) {
+		if (!pd_sibling_counts(other, key))
+			continue;
+		if (replace && pd_same_ports(&other->key, key)) {
+			replaced++;
+			continue;
+		}
+		pd_key_format(&other->key, desc, sizeof(desc));
+		NL_SET_ERR_MSG_FMT(extack, "it overlaps the rule %s", desc);
+		err = -EEXIST;
+		goto free;
+	}
+
+	if ((long)pn->nr_rules + txn->delta + 1 - replaced > max) {
+		NL_SET_ERR_MSG_FMT(extack,
+				   "the table is full (module parameter max_rules=%u)",
+				   max);
+		err = -ENOSPC;
+		goto free;
+	}
+
+	c = pd_change_new(txn, replace ? PD_OP_REPLACE : PD_OP_ADD);
+	if (!c) {
+		err = -ENOMEM;
+		goto free;
+	}
+
+	for (other = pd_store_first_sibling(&pn->store, key);
+	     other && replaced; other = pd_store_next_sibling(other, key)) {
+		if (!pd_sibling_counts(other, key) ||
+		    !pd_same_ports(&other->key, key))
+			continue;
+		/* A replaced rule keeps its identity. */
+		if (!c->nr_removed)
+			rule->id = other->id;
+		pd_change_remove(txn, c, other, PORTDISPATCH_DEL_REASON_REQUEST);
+	}
+	if (!c->nr_removed)
+		rule->id = ++pn->next_id;
+
+	rule->staged_add = true;
+	err = pd_store_insert(&pn->store, rule);
+	if (err) {
+		pd_change_undo(pn, txn, c);
+		goto free;
+	}
+	c->added = rule;
+	txn->delta++;
+	pd_table_mark_dirty(txn->dirty, key->proto, key->port_min,
+			    key->port_max);
+	return 0;
+
+free:
+	pd_rule_free(rule);
+	return err;
+}
+
+int pd_txn_del(struct pd_net *pn, struct pd_txn *txn, const struct pd_key *key,
+	       struct netlink_ext_ack *extack)
+{
+	struct pd_rule *rule, *covering = NULL;
+	struct pd_change *c = NULL;
+	char desc[64], other[64];
+
+	for (rule = pd_store_first_sibling(&pn->store, key); rule;
+	     rule = pd_store_next_sibling(rule, key)) {
+		if (!pd_sibling_counts(rule, key))
+			continue;
+		if (!pd_same_ports(&rule->key, key)) {
+			covering = rule;
+			continue;
+		}
+		if (!c) {
+			c = pd_change_new(txn, PD_OP_DEL);
+			if (!c)
+				return -ENOMEM;
+		}
+		pd_change_remove(txn, c, rule, PORTDISPATCH_DEL_REASON_REQUEST);
+	}
+	if (c)
+		return 0;
+
+	pd_key_format(key, desc, sizeof(desc));
+	if (covering) {
+		pd_key_format(&covering->key, other, sizeof(other));
+		NL_SET_ERR_MSG_FMT(extack, "no rule %s; %s covers it", desc, other);
+	} else {
+		NL_SET_ERR_MSG_FMT(extack, "no rule %s", desc);
+	}
+	return -ENOENT;
+}
+
+int pd_txn_flush(struct pd_net *pn, struct pd_txn *txn)
+{
+	struct pd_change *c = pd_change_new(txn, PD_OP_FLUSH);
+	struct pd_rule *rule;
+	int proto;
+
+	if (!c)
+		return -ENOMEM;
+	for (proto = 0; proto < PD_NPROTO; proto++) {
+		for (rule = pd_store_seek(&pn->store, proto, 0); rule;
+		     rule = pd_store_next(rule)) {
+			if (!rule->staged_del)
+				pd_change_remove(txn, c, rule,
+						 PORTDISPATCH_DEL_REASON_REQUEST);
+		}
+	}
+	return 0;
+}
+
+int pd_txn_reap(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule)
+{
+	struct pd_change *c = pd_change_new(txn, PD_OP_DEL);
+
+	if (!c)
+		return -ENOMEM;
+	pd_change_remove(txn, c, rule, PORTDISPATCH_DEL_REASON_SOCKET_CLOSED);
+	return 0;
+}
+
+void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
+{
+	struct pd_change *c, *tmp;
+
+	list_for_each_entry_safe_reverse(c, tmp, &txn->journal, node)
+		pd_change_undo(pn, txn, c);
+	kfree(txn);
+}
+
+/*
+ * A replacing rule carries on the counters of the rule it replaces. Done
+ * before the new table is published, while no packet can reach the new
+ * rule's own counters.
+ */
+static void pd_txn_hand_over_stats(struct pd_txn *txn)
+{
+	struct pd_change *c;
+
+	list_for_each_entry(c, &txn->journal, node) {
+		struct pd_rule *old;
+
+		if (c->op != PD_OP_REPLACE || !c->nr_removed)
+			continue;
+		old = list_first_entry(&c->removed, struct pd_rule, del_node);
+		free_percpu(c->added->stats);
+		c->added->stats = old->stats;
+		c->added->owns_stats = old->owns_stats;
+		old->owns_stats = false;
+	}
+}
+
+/* After the publication: settle the store, announce, collect garbage. */
+static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
+			  struct pd_garbage *g)
+{
+	struct pd_change *c, *tmp;
+	struct pd_rule *rule;
+
+	list_for_each_entry_safe(c, tmp, &txn->journal, node) {
+		if (c->added) {
+			c->added->staged_add = false;
+			pn->nr_rules++;
+			if (pd_rule_is_socket(c->added))
+				list_add_tail(&c->added->sock_node,
+					      &pn->sock_rules);
+		}
+
+		pd_nl_notify(pn, c);
+
+		list_for_each_entry(rule, &c->removed, del_node) {
+			pd_store_remove(&pn->store, rule);
+			list_del_init(&rule->sock_node);
+			pn->nr_rules--;
+		}
+		list_splice_tail_init(&c->removed, &g->rules);
+		list_del(&c->node);
+		kfree(c);
+	}
+}
+
+int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
+		  struct netlink_ext_ack *extack)
+{
+	struct pd_table *old, *table;
+	struct pd_garbage *g;
+	int err;
+
+	if (txn->failed) {
+		NL_SET_ERR_MSG(extack,
+			       "a command of the batch failed, so none was applied");
+		pd_txn_abort(pn, txn);
+		return -EINVAL;
+	}
+	if (list_empty(&txn->journal)) {
+		kfree(txn);
+		return 0;
+	}
+
+	old = rcu_dereference_protected(pn->table, lockdep_is_held(&pn->lock));
+	g = kzalloc(struct_size(g, blocks, bitmap_weight(txn->dirty, PD_NDIRTY)),
+		    GFP_KERNEL);
+	if (!g) {
+		err = -ENOMEM;
+		goto abort;
+	}
+
+	table = pd_table_rebuild(&pn->store, old, txn->dirty, g->blocks,
+				 &g->nr_blocks);
+	if (IS_ERR(table)) {
+		err = PTR_ERR(table);
+		goto free_garbage;
+	}
+	if (pd_table_empty(table)) {
+		kfree(table);
+		table = NULL;
+	}
+
+	if (table && !pn->hooks_enabled) {
+		err = pd_hooks_enable(pn->net);
+		if (err) {
+			NL_SET_ERR_MSG(extack,
+				       "could not register the netfilter hooks");
+			pd_table_discard(table, txn->dirty);
+			goto free_garbage;
+		}
+		pn->hooks_enabled = true;
+	}
+
+	/* Nothing can fail from here on. */
+	pd_txn_hand_over_stats(txn);
+	rcu_assign_pointer(pn->table, table);
+	if (!table && pn->hooks_enabled) {
+		pd_hooks_disable(pn->net);
+		pn->hooks_enabled = false;
+	}
+
+	g->table = old;
+	INIT_LIST_HEAD(&g->rules);
+	pd_txn_finish(pn, txn, g);
+	pn->generation++;
+	INIT_RCU_WORK(&g->rwork, pd_garbage_free);
+	queue_rcu_work(pd_wq, &g->rwork);
+	kfree(txn);
+	pd_reaper_arm(pn);
+	return 0;
+
+free_garbage:
+	kfree(g);
+abort:
+	if (err == -ENOMEM)
+		NL_SET_ERR_MSG(extack, "out of memory while compiling the table");
+	pd_txn_abort(pn, txn);
+	return err;
+}
+
+struct pd_txn *pd_txn_get(struct pd_net *pn, u32 portid,
+			  struct netlink_ext_ack *extack)
+{
+	struct pd_txn *txn;
+
+	if (pn->batch) {
+		if (pn->batch->portid == portid)
+			return pn->batch;
+		NL_SET_ERR_MSG_FMT(extack,
+				   "a batch of netlink socket %u is in progress",
+				   pn->batch->portid);
+		return ERR_PTR(-EBUSY);
+	}
+	txn = pd_txn_begin(0);
+	return txn ?: ERR_PTR(-ENOMEM);
+}
+
+int pd_txn_put(struct pd_net *pn, struct pd_txn *txn, int err,
+	       struct netlink_ext_ack *extack)
+{
+	if (txn == pn->batch) {
+		if (err)
+			txn->failed = true;
+		return err;
+	}
+	if (err) {
+		pd_txn_abort(pn, txn);
+		return err;
+	}
+	return pd_txn_commit(pn, txn, extack);
+}
+
+int pd_batch_begin(struct pd_net *pn, u32 portid,
+		   struct netlink_ext_ack *extack)
+{
+	if (pn->batch) {
+		if (pn->batch->portid == portid)
+			NL_SET_ERR_MSG(extack, "this socket already has a batch open");
+		else
+			NL_SET_ERR_MSG_FMT(extack,
+					   "a batch of netlink socket %u is in progress",
+					   pn->batch->portid);
+		return -EBUSY;
+	}
+	pn->batch = pd_txn_begin(portid);
+	return pn->batch ? 0 : -ENOMEM;
+}
+
+int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
+		 struct netlink_ext_ack *extack)
+{
+	struct pd_txn *txn = pn->batch;
+	int err = 0;
+
+	if (!txn || txn->portid != portid) {
+		NL_SET_ERR_MSG(extack, "this socket has no batch open");
+		return -EINVAL;
+	}
+	pn->batch = NULL;
+	if (commit)
+		err = pd_txn_commit(pn, txn, extack);
+	else
+		pd_txn_abort(pn, txn);
+	/* The reaper waits while a batch is open. */
+	pd_reaper_kick(pn);
+	return err;
+}
+
+/* The socket that owned a batch is gone: drop the batch, if it had one. */
+void pd_batch_release(struct pd_net *pn, u32 portid)
+{
+	if (pn->batch && pn->batch->portid == portid)
+		pd_batch_end(pn, portid, false, NULL);
+}
