@@ -122,6 +122,7 @@ destroy_wq:
 
 static void __exit pd_exit(void)
 {
+	pd_reapers_stop();
 	pd_nl_exit();
 	unregister_pernet_subsys(&pd_net_ops);
 	/* Let every commit's garbage reach the workqueue, then drain it. */

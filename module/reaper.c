@@ -3,6 +3,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/rwsem.h>
 #include <linux/workqueue.h>
 
 #include "pernet.h"
@@ -11,6 +12,14 @@
 #include "txn.h"
 
 #define PD_REAP_INTERVAL	(HZ / 2)
+
+/*
+ * A reaper announces what it removes on the netlink family, so on unload
+ * every reaper must be done before the family is unregistered: its group
+ * ids may belong to another family right after.
+ */
+static DECLARE_RWSEM(pd_reaper_gate);
+static bool pd_reapers_stopped;
 
 /* Under pn->lock. An open batch holds the table: the reaper waits for it. */
 void pd_reap_locked(struct pd_net *pn)
@@ -43,12 +52,24 @@ void pd_reaper_work(struct work_struct *work)
 					 reaper);
 
 	clear_bit(0, &pn->reaper_kicked);
-	mutex_lock(&pn->lock);
-	if (!pn->dying) {
-		pd_reap_locked(pn);
-		pd_reaper_arm(pn);
+	down_read(&pd_reaper_gate);
+	if (!pd_reapers_stopped) {
+		mutex_lock(&pn->lock);
+		if (!pn->dying) {
+			pd_reap_locked(pn);
+			pd_reaper_arm(pn);
+		}
+		mutex_unlock(&pn->lock);
 	}
-	mutex_unlock(&pn->lock);
+	up_read(&pd_reaper_gate);
+}
+
+/* Module unload: no reaper runs, or will run, past this point. */
+void pd_reapers_stop(void)
+{
+	down_write(&pd_reaper_gate);
+	pd_reapers_stopped = true;
+	up_write(&pd_reaper_gate);
 }
 
 /* Under pn->lock: keep watching while there is something to watch. */
