@@ -397,11 +397,17 @@ static int pd_nl_rule_set(struct genl_info *info, bool replace)
 		goto unlock;
 	}
 	err = pd_txn_add(pn, txn, rule, replace, info->extack);
-	if (!err && echo)
-		err = pd_nl_fill_rule(echo, rule, info->snd_portid,
-				      info->snd_seq, 0,
-				      PORTDISPATCH_CMD_RULE_GET, NULL);
 	err = pd_txn_put(pn, txn, err, info->extack);
+	/*
+	 * Committed (or staged in a batch), and alive while we hold the lock.
+	 * The change stands even if the echo cannot be written.
+	 */
+	if (!err && echo &&
+	    pd_nl_fill_rule(echo, rule, info->snd_portid, info->snd_seq, 0,
+			    PORTDISPATCH_CMD_RULE_GET, NULL)) {
+		nlmsg_free(echo);
+		echo = NULL;
+	}
 unlock:
 	mutex_unlock(&pn->lock);
 
