@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: GPL-2.0
+# Helpers for portdispatch's shell selftests, in the spirit of
+# tools/testing/selftests/net/lib.sh: namespaces with random names that are
+# always cleaned up, a busy-wait, plain assertions, and KTAP output.
+#
+# A test file sources this, defines one function per test, and ends with:
+#	ktap_plan 3
+#	run_test "what it proves" test_function
+#	...
+#	ktap_finish
+# Each test runs in a subshell with errexit: the first failing command or
+# assertion ends it. `fail MSG` and `skip REASON` end it explicitly.
+# Cleanups registered with `defer CMD...` run when the test ends, whatever
+# way it ends, last registered first.
+
+set -u
+
+KSFT_PASS=0
+KSFT_FAIL=1
+KSFT_SKIP=4
+
+_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(dirname "$_lib_dir")
+PORTCTL=${PORTCTL:-$TOP/build/portctl}
+PD_BIN=${PD_BIN:-$TOP/build/selftests}
+PD_MODULE=${PD_MODULE:-$TOP/build/$(uname -r)/portdispatch.ko}
+# The unpacked kernel sources (kselftest headers, ynl), outside the tree.
+PD_CACHE=${PORTDISPATCH_CACHE:-$HOME/.cache/portdispatch}
+
+_ktap_n=0
+_ktap_pass=0
+_ktap_fail=0
+_ktap_skip=0
+
+ktap_plan()
+{
+	echo "TAP version 13"
+	echo "1..$1"
+}
+
+ktap_finish()
+{
+	echo "# Totals: pass:$_ktap_pass fail:$_ktap_fail xfail:0 xpass:0 skip:$_ktap_skip error:0"
+	if [ "$_ktap_fail" -gt 0 ]; then
+		exit $KSFT_FAIL
+	elif [ "$_ktap_pass" -eq 0 ] && [ "$_ktap_skip" -gt 0 ]; then
+		exit $KSFT_SKIP
+	fi
+	exit $KSFT_PASS
+}
+
+# Everything a test prints is a KTAP diagnostic.
+_ktap_diag()
+{
+	sed -u 's/^/# /'
+}
+
+_defer_cmds=()
+
+defer()
+{
+	_defer_cmds+=("$(printf '%q ' "$@")")
+}
+
+_run_deferred()
+{
+	local i
+
+	for ((i = ${#_defer_cmds[@]} - 1; i >= 0; i--))
+	do
+		eval "${_defer_cmds[i]}" >/dev/null 2>&1 || true
+	done
+	_defer_cmds=()
+}
+
+# run_test NAME FUNCTION [ARGS...]
+run_test()
+{
+	local name=$1 rc reason
+
+	shift
+	_ktap_n=$((_ktap_n + 1))
+	: > "$_skip_file"
+	(
+		set -eE
+		trap _run_deferred EXIT
+		"$@"
+	) 2>&1 | _ktap_diag
+	rc=${PIPESTATUS[0]}
+
+	case $rc in
+	0)
+		echo "ok $_ktap_n $name"
+		_ktap_pass=$((_ktap_pass + 1))
+		;;
+	"$KSFT_SKIP")
+		reason=$(cat "$_skip_file")
+		echo "ok $_ktap_n $name # SKIP ${reason:-see above}"
+		_ktap_skip=$((_ktap_skip + 1))
+		;;
+	*)
+		echo "not ok $_ktap_n $name"
+		_ktap_fail=$((_ktap_fail + 1))
+		;;
+	esac
+}
+
+_skip_file=$(mktemp)
+trap 'rm -f "$_skip_file"' EXIT
+
+fail()
+{
+	echo "FAIL: $*"
+	exit 1
+}
+
+skip()
+{
+	echo "SKIP: $*"
+	echo "$*" > "$_skip_file"
+	exit "$KSFT_SKIP"
+}
+
+# check_eq ACTUAL EXPECTED WHAT
+check_eq()
+{
+	[ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
+}
+
+# check_match TEXT REGEX WHAT (extended regex)
+check_match()
+{
+	printf '%s\n' "$1" | grep -Eq -- "$2" || fail "$3: '$1' does not match /$2/"
+}
+
+# check_no_match TEXT REGEX WHAT
+check_no_match()
+{
+	! printf '%s\n' "$1" | grep -Eq -- "$2" || fail "$3: '$1' matches /$2/"
+}
+
+# expect_status STATUS CMD...: CMD must exit with STATUS; its output is kept
+# in $out (stdout and stderr together).
+expect_status()
+{
+	local want=$1 rc=0
+
+	shift
+	out=$("$@" 2>&1) || rc=$?
+	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
+}
+
+# busywait TIMEOUT_MS CMD...: until CMD succeeds, or fail.
+busywait()
+{
+	local timeout_ms=$1 start now
+
+	shift
+	start=$(date +%s%3N)
+	while ! "$@"; do
+		now=$(date +%s%3N)
+		[ $((now - start)) -lt "$timeout_ms" ] || return 1
+		sleep 0.05
+	done
+}
+
+# setup_ns VAR...: create a namespace per VAR, named VAR-<random>, with
+# loopback up; the variable holds its name. Deleted when the test ends.
+setup_ns()
+{
+	local var name
+
+	for var in "$@"; do
+		name="$var-$(mktemp -u XXXXXX)"
+		ip netns add "$name" || fail "cannot create namespace $name"
+		defer ip netns del "$name"
+		ip -n "$name" link set lo up
+		eval "$var=$name"
+	done
+}
+
+# A module that a test unloaded is loaded again for the next one.
+module_loaded()
+{
+	grep -q '^portdispatch ' /proc/modules
+}
+
+module_load()
+{
+	local dep
+
+	module_loaded && return 0
+	for dep in $(modinfo -F depends "$PD_MODULE" | tr ',' ' '); do
+		modprobe "$dep"
+	done
+	insmod "$PD_MODULE" "$@"
+}
+
+require_root()
+{
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
+require_cmd()
+{
+	local c
+
+	for c in "$@"; do
+		command -v "$c" >/dev/null || skip "needs $c, which is not installed"
+	done
+}

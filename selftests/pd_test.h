@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Shared pieces of portdispatch's C selftests (kselftest_harness.h):
+ * a private network namespace per test, running portctl, and sockets.
+ * Everything here is static: each test program includes it once.
+ */
+#ifndef _PD_TEST_H
+#define _PD_TEST_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/*
+ * A fresh network namespace with loopback up: its own table, its own
+ * ports, and nothing left behind when the test process exits.
+ */
+static inline int pd_enter_netns(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd, err;
+
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0)
+		return -errno;
+	err = ioctl(fd, SIOCGIFFLAGS, &ifr);
+	if (!err) {
+		ifr.ifr_flags |= IFF_UP;
+		err = ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
+	return err ? -errno : 0;
+}
+
+static inline const char *pd_portctl_path(void)
+{
+	const char *p = getenv("PORTCTL");
+
+	return p ? p : "../build/portctl";
+}
+
+/*
+ * Run "portctl ARGS" (a printf format, split on spaces) and return its
+ * exit status; its stdout and stderr together land in @out when given.
+ */
+static inline int pd_portctl(char *out, size_t outlen, const char *fmt, ...)
+{
+	char cmd[1024], args[900];
+	va_list ap;
+	FILE *p;
+	size_t n = 0;
+	int status;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", pd_portctl_path(), args);
+
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (out && outlen) {
+		n = fread(out, 1, outlen - 1, p);
+		out[n] = '\0';
+	} else {
+		char sink[256];
+
+		while (fread(sink, 1, sizeof(sink), p) > 0)
+			;
+	}
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static inline socklen_t pd_sockaddr(int family, const char *addr, int port,
+				    struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		inet_pton(AF_INET, addr, &sin->sin_addr);
+		return sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		inet_pton(AF_INET6, addr, &sin6->sin6_addr);
+		return sizeof(*sin6);
+	}
+}
+
+static inline int pd_sockaddr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+/* A bound socket: listening for TCP. @v6only applies to AF_INET6 only. */
+static inline int pd_server(int family, int type, const char *addr, int port,
+			    bool v6only)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = pd_sockaddr(family, addr, port, &ss);
+	int fd, one = 1;
+
+	fd = socket(family, type, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &(int){ v6only },
+			   sizeof(int));
+	if (bind(fd, (struct sockaddr *)&ss, len) ||
+	    (type == SOCK_STREAM && listen(fd, 128))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Connect, with a timeout so that a silent drop cannot hang a test. */
+static inline int pd_connect(int family, int type, const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = pd_sockaddr(family, addr, port, &ss);
+	struct timeval tv = { .tv_sec = 2 };
+	int fd = socket(family, type, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&ss, len)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Is a connection or datagram waiting on @fd within @ms? */
+static inline bool pd_readable(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1;
+}
+
+#endif /* _PD_TEST_H */
