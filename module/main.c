@@ -135,4 +135,5 @@ module_exit(pd_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Programmable port-to-socket dispatch for TCP and UDP");
+MODULE_VERSION(PD_VERSION);
 MODULE_ALIAS_GENL_FAMILY(PORTDISPATCH_FAMILY_NAME);
