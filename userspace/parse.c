@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "parse.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/portdispatch.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "util.h"
+
+#define TARGET_HINT "\"pid PID [fd FD]\" or \"port PORT\""
+
+static int parse_proto(const char *word, uint8_t *proto)
+{
+	if (!strcmp(word, "tcp"))
+		*proto = IPPROTO_TCP;
+	else if (!strcmp(word, "udp"))
+		*proto = IPPROTO_UDP;
+	else
+		return -1;
+	return 0;
+}
+
+/* A number the kernel will judge; what cannot be a u32 is refused here. */
+static int parse_number(const char *word, const char *what, uint32_t *out)
+{
+	if (!parse_u32(word, out))
+		return 0;
+	if (errno == ERANGE)
+		errorf("\"%s\" is too large to be %s", word, what);
+	else
+		errorf("\"%s\" is not %s", word, what);
+	return -1;
+}
+
+static int parse_ports(const char *word, struct rule_spec *spec)
+{
+	size_t len = strlen(word);
+	char buf[64];
+	char *dash;
+
+	if (len >= sizeof(buf)) {
+		errno = EINVAL;
+		goto bad;
+	}
+	memcpy(buf, word, len + 1);
+	dash = strchr(buf, '-');
+	if (dash)
+		*dash = '\0';
+	if (parse_u32(buf, &spec->port_min))
+		goto bad;
+	if (dash) {
+		if (parse_u32(dash + 1, &spec->port_max))
+			goto bad;
+		spec->has_port_max = true;
+	} else {
+		spec->port_max = spec->port_min;
+	}
+	return 0;
+bad:
+	/* Say "too large" only when the syntax was right. */
+	if (errno == ERANGE)
+		errorf("\"%s\" is too large to be a port number", word);
+	else
+		errorf("\"%s\" is not a port or port range (expected PORT or PORT-PORT)",
+		       word);
+	return -1;
+}
+
+static int parse_prefix(const char *word, struct rule_spec *spec)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	size_t wordlen = strlen(word);
+	const char *plen = NULL;
+	uint32_t len;
+	char *slash;
+	int max;
+
+	if (wordlen >= sizeof(buf))
+		goto bad;
+	memcpy(buf, word, wordlen + 1);
+	slash = strchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+		plen = slash + 1;
+	}
+	if (inet_pton(AF_INET, buf, spec->dst) == 1) {
+		spec->dst_family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, spec->dst) == 1) {
+		spec->dst_family = AF_INET6;
+		max = 128;
+	} else {
+		goto bad;
+	}
+	if (!plen) {
+		len = (uint32_t)max;
+	} else if (parse_u32(plen, &len)) {
+		goto bad;
+	} else if (len > UINT8_MAX) {
+		/* RULE_DST_PLEN is a u8: this cannot even be sent. */
+		errorf("\"%s\": the prefix length %u is too large (at most %d)",
+		       word, len, max);
+		return -1;
+	}
+	spec->dst_plen = (uint8_t)len;
+	spec->has_dst = true;
+	return 0;
+bad:
+	errorf("\"%s\" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64)",
+	       word);
+	return -1;
+}
+
+/* TARGET := pid PID [fd FD] | port PORT; *i points after "to". */
+static int parse_target(int argc, char **argv, int *i, struct rule_spec *spec)
+{
+	const char *kind;
+
+	if (*i >= argc) {
+		errorf("\"to\" needs a target: " TARGET_HINT);
+		return -1;
+	}
+	kind = argv[(*i)++];
+	if (!strcmp(kind, "port")) {
+		if (*i >= argc) {
+			errorf("\"port\" needs a port number");
+			return -1;
+		}
+		spec->target = SPEC_TARGET_PORT;
+		return parse_number(argv[(*i)++], "a port", &spec->port);
+	}
+	if (strcmp(kind, "pid")) {
+		errorf("\"%s\" is not a target (expected " TARGET_HINT ")", kind);
+		return -1;
+	}
+	if (*i >= argc) {
+		errorf("\"pid\" needs a process id");
+		return -1;
+	}
+	spec->target = SPEC_TARGET_SOCKET;
+	if (parse_number(argv[(*i)++], "a process id", &spec->pid))
+		return -1;
+	if (*i < argc && !strcmp(argv[*i], "fd")) {
+		(*i)++;
+		if (*i >= argc) {
+			errorf("\"fd\" needs a file descriptor number");
+			return -1;
+		}
+		spec->has_pid_fd = true;
+		return parse_number(argv[(*i)++], "a file descriptor number",
+				    &spec->pid_fd);
+	}
+	return 0;
+}
+
+static const char *family_option(uint8_t family)
+{
+	return family == AF_INET ? "-4" : "-6";
+}
+
+int parse_rule(const char *name, uint8_t cmd, uint8_t family,
+	       int argc, char **argv, struct rule_spec *spec)
+{
+	bool wants_target = cmd != PORTDISPATCH_CMD_RULE_DEL;
+	int i = 0;
+
+	memset(spec, 0, sizeof(*spec));
+	spec->cmd = cmd;
+	spec->family = family;
+
+	if (i >= argc) {
+		errorf("%s needs a protocol (tcp or udp); try \"portctl %s help\"",
+		       name, name);
+		return EXIT_USAGE;
+	}
+	if (parse_proto(argv[i], &spec->proto)) {
+		errorf("\"%s\" is not a protocol (expected tcp or udp)", argv[i]);
+		return EXIT_USAGE;
+	}
+	if (++i >= argc) {
+		errorf("\"%s\" needs a port or port range (PORT or PORT-PORT)",
+		       argv[0]);
+		return EXIT_USAGE;
+	}
+	if (parse_ports(argv[i++], spec))
+		return EXIT_USAGE;
+
+	while (i < argc) {
+		const char *word = argv[i++];
+
+		if (!strcmp(word, "dst") && !spec->has_dst) {
+			if (i >= argc) {
+				errorf("\"dst\" needs a prefix (e.g. 192.0.2.0/24 or 2001:db8::/64)");
+				return EXIT_USAGE;
+			}
+			if (parse_prefix(argv[i++], spec))
+				return EXIT_USAGE;
+			if (family && family != spec->dst_family) {
+				errorf("%s limits the rule to %s, but \"%s\" is an %s prefix",
+				       family_option(family),
+				       family == AF_INET ? "IPv4" : "IPv6",
+				       argv[i - 1],
+				       family == AF_INET ? "IPv6" : "IPv4");
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(word, "to") && wants_target &&
+			   spec->target == SPEC_TARGET_NONE) {
+			if (parse_target(argc, argv, &i, spec))
+				return EXIT_USAGE;
+		} else if (!strcmp(word, "to") && !wants_target) {
+			errorf("%s takes no target: a rule is named by its protocol, ports and prefix",
+			       name);
+			return EXIT_USAGE;
+		} else if (!strcmp(word, "dst") || !strcmp(word, "to")) {
+			errorf("\"%s\" is given twice", word);
+			return EXIT_USAGE;
+		} else if (word[0] == '-' && word[1] && !word[2] &&
+			   strchr("46js", word[1])) {
+			errorf("options go before the command, as in \"portctl %s %s ...\"",
+			       word, name);
+			return EXIT_USAGE;
+		} else {
+			errorf("unexpected \"%s\" (expected %s)", word,
+			       wants_target ? "\"dst PREFIX\" or \"to TARGET\"" :
+					      "\"dst PREFIX\"");
+			return EXIT_USAGE;
+		}
+	}
+
+	if (wants_target && spec->target == SPEC_TARGET_NONE) {
+		errorf("%s needs a target: \"to pid PID [fd FD]\" or \"to port PORT\"",
+		       name);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+uint8_t spec_family(const struct rule_spec *spec)
+{
+	if (spec->family)
+		return spec->family;
+	return spec->has_dst ? spec->dst_family : 0;
+}
+
+void spec_words(const struct rule_spec *spec, char *buf, size_t len)
+{
+	char addr[INET6_ADDRSTRLEN] = "";
+	char ports[24];
+
+	if (spec->has_port_max)
+		snprintf(ports, sizeof(ports), "%u-%u", spec->port_min,
+			 spec->port_max);
+	else
+		snprintf(ports, sizeof(ports), "%u", spec->port_min);
+	if (spec->has_dst)
+		inet_ntop(spec->dst_family, spec->dst, addr, sizeof(addr));
+	if (spec->has_dst)
+		snprintf(buf, len, "%s %s dst %s/%u",
+			 spec->proto == IPPROTO_TCP ? "tcp" : "udp", ports,
+			 addr, spec->dst_plen);
+	else
+		snprintf(buf, len, "%s %s",
+			 spec->proto == IPPROTO_TCP ? "tcp" : "udp", ports);
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Rules on the wire: requests from a rule_spec, rules from replies. */
+#ifndef PORTCTL_RULE_H
+#define PORTCTL_RULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "parse.h"
+
+struct nlmsghdr;
+
+enum rule_target {
+	RULE_TARGET_UNKNOWN,
+	RULE_TARGET_SOCKET,
+	RULE_TARGET_PORT,
+};
+
+/* A rule as the kernel reports it; has_* say which attributes came. */
+struct rule {
+	bool has_id;
+	uint32_t id;
+	uint8_t proto;
+	uint32_t port_min;
+	uint32_t port_max;
+	uint8_t family;			/* 0: any */
+	bool has_dst;
+	uint8_t dst_len;		/* 4 or 16 */
+	uint8_t dst[16];
+	uint8_t dst_plen;
+	struct {
+		enum rule_target type;
+		bool has_pid, has_pid_fd, has_inode, has_state;
+		bool has_family, has_local_addr, has_local_port;
+		uint32_t pid;
+		uint32_t pid_fd;
+		char comm[32];		/* "" when not reported */
+		uint64_t inode;
+		uint8_t state;
+		uint8_t family;
+		bool v6only;
+		uint8_t local_addr_len;
+		uint8_t local_addr[16];
+		uint32_t local_port;
+		uint32_t port;
+	} target;
+	bool has_stats;
+	uint64_t steered;
+	uint64_t undeliverable;
+	bool has_reason;
+	uint8_t reason;
+	bool has_count;
+	uint32_t count;
+};
+
+/* Fills r from a RULE_GET message or an event; -1 if it is malformed. */
+int rule_parse(const struct nlmsghdr *nlh, struct rule *r);
+
+/* Appends a request's attributes; target_fd is our copy of the socket. */
+void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec,
+		   int target_fd);
+
+/*
+ * Prints one rule: in text "tcp 80 any -> pid 4242 (nginx) fd 5 ...", with
+ * the counters when stats; in JSON an object under key (NULL in arrays),
+ * always with every key. No line end: the caller ends the record.
+ */
+void rule_print(const char *key, const struct rule *r, bool stats);
+
+/*
+ * The rule in a batch line's words, without family option or target:
+ * "tcp 80-90 dst 192.0.2.0/24". Returns false when portctl cannot
+ * express it (a protocol or family it does not know).
+ */
+bool rule_format_words(const struct rule *r, char *buf, size_t len);
+/* "-4 ", "-6 " or "": the option that restricts a batch line likewise. */
+const char *rule_family_option(const struct rule *r);
+/* "pid 4242 (nginx) fd 5" or "port 8080". */
+void rule_format_target(const struct rule *r, char *buf, size_t len);
+
+/* "tcp", "udp", or NULL. */
+const char *proto_name(uint8_t proto);
+
+/* A word for the request attribute at offset offs (from extack), or NULL. */
+const char *rule_attr_at(const struct nlmsghdr *req, uint32_t offs);
+
+#endif

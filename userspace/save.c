@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+/* save: the table as a batch file that "portctl -b" loads back. */
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "nl.h"
+#include "util.h"
+
+static void save_header(void)
+{
+	char host[256] = "?";
+	char date[64] = "?";
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	if (gmtime_r(&now, &tm))
+		strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	printf("# portdispatch rules of %s, saved by portctl on %s.\n", host,
+	       date);
+	printf("# Load with \"portctl -b FILE\": every line applies, or none does.\n");
+	printf("flush\n");
+}
+
+static void save_rule(const struct rule *r)
+{
+	const char *fam = rule_family_option(r);
+	char words[96], target[96];
+
+	if (!rule_format_words(r, words, sizeof(words))) {
+		rule_format_target(r, target, sizeof(target));
+		printf("# %s -> %s: portctl cannot express this rule\n", words,
+		       target);
+		return;
+	}
+	switch (r->target.type) {
+	case RULE_TARGET_PORT:
+		printf("%sadd %s to port %u\n", fam, words, r->target.port);
+		return;
+	case RULE_TARGET_SOCKET:
+		rule_format_target(r, target, sizeof(target));
+		printf("# %s -> %s: a socket target; pids and fds do not survive a restart, so re-add it when the service runs:\n",
+		       words, target);
+		printf("# %sadd %s to pid PID fd FD\n", fam, words);
+		return;
+	case RULE_TARGET_UNKNOWN:
+		break;
+	}
+	printf("# %s%s: the kernel reported a target portctl does not know\n",
+	       fam, words);
+}
+
+int cmd_save(int argc, char **argv, const struct options *opt)
+{
+	struct rule_list list = { .n = 0 };
+	struct nl nl;
+	int ret = EXIT_OK;
+
+	(void)opt;
+	(void)argc;	/* main() has refused arguments */
+	(void)argv;
+	if (nl_open(&nl))
+		return EXIT_ERROR;
+	if (dump_rules(&nl, &list)) {
+		ret = EXIT_ERROR;
+	} else {
+		save_header();
+		for (size_t i = 0; i < list.n; i++)
+			save_rule(&list.rules[i]);
+	}
+	rule_list_free(&list);
+	nl_close(&nl);
+	return ret;
+}

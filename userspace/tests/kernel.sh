@@ -1,0 +1,409 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# kernel.sh PORTCTL: portctl against the loaded portdispatch module.
+#
+# Run as root where the module is loaded, e.g. in a guest:
+#   scripts/vm-run --kernel 6.1 -- userspace/tests/kernel.sh build/portctl
+# It works in a network namespace of its own (the table is per namespace),
+# so it never touches the caller's rules. Checks the text and JSON output
+# (JSON against portctl.schema.json), the kernel's errors as sentences,
+# socket targets found by pid, batches (atomic, errors mapped to lines,
+# sent in few system calls), save and restore, and monitor.
+#
+# Output is KTAP; exit 4 when it cannot run here (skip).
+#
+#   +-------------------- netns (unshare -n) --------------------+
+#   | lo up; python3 listeners on 127.0.0.1 / [::]              |
+#   | portctl rules ---> sockets of those processes              |
+#   +------------------------------------------------------------+
+
+set -u
+
+PORTCTL=${1:?usage: kernel.sh PORTCTL}
+[ -x "$PORTCTL" ] || { echo "kernel.sh: $PORTCTL is not a program" >&2; exit 1; }
+PORTCTL=$(readlink -f "$PORTCTL")
+HERE=$(cd "$(dirname "$0")" && pwd)
+SCHEMA=$HERE/../portctl.schema.json
+
+skip_all() {
+	echo "TAP version 13"
+	echo "1..0 # SKIP $1"
+	exit 4
+}
+
+[ "$(id -u)" = 0 ] || skip_all "needs root"
+[ -d /sys/module/portdispatch ] || skip_all "the portdispatch module is not loaded"
+command -v python3 >/dev/null || skip_all "needs python3"
+if [ -z "${PORTCTL_KERNEL_NETNS:-}" ]; then
+	PORTCTL_KERNEL_NETNS=1 exec unshare --net "$0" "$@"
+fi
+ip link set lo up || skip_all "cannot bring lo up"
+
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+HAVE_SCHEMA=
+python3 -c 'import jsonschema' 2>/dev/null && HAVE_SCHEMA=1
+
+# valid_json NAME FILE [lines]: FILE is JSON (or JSON lines) that fits the
+# schema. Checked all at once at the end: python3 starts slowly in guests.
+JSON_CHECKS=()
+valid_json() {
+	JSON_CHECKS+=("$1" "$2" "${3:-}")
+}
+
+check_json() {
+	local name result
+
+	[ ${#JSON_CHECKS[@]} = 0 ] && return
+	python3 - "$SCHEMA" "$HAVE_SCHEMA" "${JSON_CHECKS[@]}" >"$WORK/json" <<'PY'
+import json, sys
+schema_path, have_schema, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+validator = None
+if have_schema:
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(json.load(open(schema_path)))
+for i in range(0, len(rest), 3):
+    name, path, lines = rest[i:i + 3]
+    try:
+        text = open(path).read()
+        docs = ([json.loads(l) for l in text.splitlines() if l] if lines
+                else [json.loads(text)])
+        for d in docs:
+            if validator:
+                validator.validate(d)
+        print("ok")
+    except Exception as e:
+        print("not ok " + str(e).splitlines()[0][:200])
+PY
+	for ((i = 0; i < ${#JSON_CHECKS[@]}; i += 3)); do
+		name=${JSON_CHECKS[i]}
+		IFS= read -r result
+		if [ "$result" = ok ]; then
+			ok "$name"
+		else
+			not_ok "$name" "${result#not ok }"
+		fi
+	done <"$WORK/json"
+}
+
+# listen SPEC...: a python3 process with one socket per SPEC
+# (tcp4:PORT, tcp6:PORT, udp4:PORT, udp6:PORT); sets LPID and, in LFD,
+# the fd of each socket in order. It lives until killed.
+listen() {
+	python3 - "$@" >"$WORK/listen" <<'PY' &
+import socket, sys, time
+keep = []
+for spec in sys.argv[1:]:
+    kind, port = spec.split(":")
+    fam = socket.AF_INET6 if kind.endswith("6") else socket.AF_INET
+    typ = socket.SOCK_STREAM if kind.startswith("tcp") else socket.SOCK_DGRAM
+    s = socket.socket(fam, typ)
+    s.bind(("::" if fam == socket.AF_INET6 else "127.0.0.1", int(port)))
+    if typ == socket.SOCK_STREAM:
+        s.listen()
+    keep.append(s)
+print(" ".join(str(s.fileno()) for s in keep), flush=True)
+sys.stdout.close()
+time.sleep(3600)
+PY
+	LPID=$!
+	CHILDREN+=("$LPID")
+	local i
+	for i in $(seq 200); do
+		[ -s "$WORK/listen" ] && break
+		sleep 0.1
+	done
+	read -r -a LFD <"$WORK/listen"
+}
+
+# lap LINE: how long the section before took, as a KTAP diagnostic.
+LAP=$SECONDS
+lap() {
+	RESULTS+=("# $((SECONDS - LAP)) s up to line $1")
+	LAP=$SECONDS
+}
+
+# A kernel error is one sentence: "Error: ...", one period at the end.
+sentence() {
+	[[ $ERR =~ ^Error:\ [^[:space:]].*[^.][.]$ ]] && [[ $ERR != *$'\n'* ]]
+}
+
+lap "$LINENO"
+# ---------------------------------------------------------------- basics
+
+expect_out "empty table" "" list
+expect_out "empty table as JSON" "[]" -j list
+expect_out "no command lists" "" 
+
+expect_out "add a port target" "" add tcp 80 to port 8080
+expect_out "add a range with a prefix" "" add udp 5000-5010 dst 192.0.2.0/24 to port 5353
+expect_out "add an IPv6-only rule" "" -6 add tcp 443 dst 2001:db8::/64 to port 8443
+expect_out "list" "tcp 80 any -> port 8080
+tcp 443 ipv6 dst 2001:db8::/64 -> port 8443
+udp 5000-5010 ipv4 dst 192.0.2.0/24 -> port 5353" list
+expect_out "list -s" "tcp 80 any -> port 8080 steered 0 undeliverable 0
+tcp 443 ipv6 dst 2001:db8::/64 -> port 8443 steered 0 undeliverable 0
+udp 5000-5010 ipv4 dst 192.0.2.0/24 -> port 5353 steered 0 undeliverable 0" -s list
+
+run -j list
+echo "$OUT" >"$WORK/list.json"
+valid_json "list -j fits the schema" "$WORK/list.json"
+check "list -j: dst is null without a prefix" \
+	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r[0]["dst"] is None and r[0]["target"] == {"type":"port","port":8080}, r[0]' "$WORK/list.json"
+
+run -j add tcp 81 to port 8081
+echo "$OUT" >"$WORK/echo.json"
+check "add -j echoes the rule" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["proto"] == "tcp" and r["port_min"] == r["port_max"] == 81, r
+assert r["target"] == {"type": "port", "port": 8081}, r' "$WORK/echo.json"
+valid_json "add -j fits the schema" "$WORK/echo.json"
+run -j replace tcp 81 to port 9081
+if [[ $OUT == *'"port":9081'* ]]; then
+	ok "replace -j echoes the new target"
+else
+	not_ok "replace -j echoes the new target" "$OUT"
+fi
+
+run stats
+NL=$'\n'
+re="^lookups [0-9]+${NL}hits [0-9]+${NL}misses [0-9]+${NL}rules 4${NL}max_rules [0-9]+$"
+if [ "$RC" = 0 ] && [[ $OUT =~ $re ]]; then
+	ok "stats"
+else
+	not_ok "stats" "$OUT"
+fi
+run -j stats
+echo "$OUT" >"$WORK/stats.json"
+valid_json "stats -j fits the schema" "$WORK/stats.json"
+
+lap "$LINENO"
+# ---------------------------------------------------------------- errors
+
+expect_match "a conflict is refused" 1 '^Error: .*\.$' add tcp 80 to port 9
+check "... as one sentence" sentence
+for words in "add tcp 70000 to port 1" "add tcp 0 to port 1" "add udp 90-80 to port 1" \
+	     "add tcp 1 dst 192.0.2.0/33 to port 1" "add tcp 1 dst 192.0.2.1/24 to port 1" \
+	     "add tcp 1 to port 70000" "del tcp 12345"; do
+	# shellcheck disable=SC2086
+	run $words
+	if [ "$RC" = 1 ] && sentence; then
+		ok "kernel refuses: $words"
+	else
+		not_ok "kernel refuses: $words" "got exit $RC: $ERR"
+	fi
+done
+expect_match "the kernel's message is passed on" 1 '70000' add tcp 70000 to port 1
+
+if command -v setpriv >/dev/null; then
+	nobody() {
+		setpriv --reuid=65534 --regid=65534 --clear-groups \
+			--inh-caps=-all --bounding-set=-all "$@"
+	}
+	run_nobody() {
+		nobody "$PORTCTL" "$@" >"$WORK/out" 2>"$WORK/err" </dev/null
+		RC=$?
+		ERR=$(cat "$WORK/err")
+	}
+	run_nobody add tcp 1 to port 2
+	if [ "$RC" = 1 ] && [ "$ERR" = "Error: changing the port table needs CAP_NET_ADMIN." ]; then
+		ok "unprivileged add"
+	else
+		not_ok "unprivileged add" "got exit $RC: $ERR"
+	fi
+	run_nobody list
+	if [ "$RC" = 1 ] && [ "$ERR" = "Error: reading the port table needs CAP_NET_ADMIN." ]; then
+		ok "unprivileged list"
+	else
+		not_ok "unprivileged list" "got exit $RC: $ERR"
+	fi
+	run_nobody monitor
+	if [ "$RC" = 1 ] && [ "$ERR" = "Error: watching the port table needs CAP_NET_ADMIN." ]; then
+		ok "unprivileged monitor"
+	else
+		not_ok "unprivileged monitor" "got exit $RC: $ERR"
+	fi
+else
+	for n in "unprivileged add" "unprivileged list" "unprivileged monitor"; do
+		skip "$n" "needs setpriv"
+	done
+fi
+
+lap "$LINENO"
+# ---------------------------------------------------------------- sockets
+
+run flush
+listen tcp4:8080 tcp6:8081 udp4:5353
+A=${LFD[0]} B=${LFD[1]} U=${LFD[2]}
+expect "two listeners: name one" 1 "Error: process $LPID has 2 listening TCP sockets: fd $A (127.0.0.1:8080), fd $B ([::]:8081); name one with \"fd\"." \
+	add tcp 80 to pid "$LPID"
+expect_out "a named fd" "" -6 add tcp 81 to pid "$LPID" fd "$B"
+expect_out "the one UDP socket" "" add udp 53 to pid "$LPID"
+expect_match "a TCP socket for a UDP rule" 1 '^Error: .*\.$' add udp 54 to pid "$LPID" fd "$A"
+expect_match "an fd that is not a socket" 1 '^Error: .*\.$' add udp 54 to pid "$LPID" fd 0
+expect_out "list shows the sockets" "tcp 81 ipv6 -> pid $LPID (python3) fd $B [::]:8081 listening
+udp 53 ipv4 -> pid $LPID (python3) fd $U 127.0.0.1:5353 bound" list
+run -j list
+echo "$OUT" >"$WORK/sockets.json"
+valid_json "socket targets fit the schema" "$WORK/sockets.json"
+check "socket target keys" python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))[0]["target"]
+assert t["type"] == "socket" and t["pid"] == int(sys.argv[2]) and t["fd"] == int(sys.argv[3]), t
+assert t["comm"] == "python3" and t["family"] == "inet6" and t["local_addr"] == "::", t
+assert t["local_port"] == 8081 and t["state"] == "listening" and t["v6only"] is False, t
+assert isinstance(t["inode"], int), t' "$WORK/sockets.json" "$LPID" "$B"
+
+lap "$LINENO"
+# ---------------------------------------------------------------- monitor
+
+run flush
+"$PORTCTL" -j monitor >"$WORK/mon.json" 2>"$WORK/mon.err" &
+MONJ=$!
+"$PORTCTL" monitor >"$WORK/mon.txt" 2>"$WORK/mon.err2" &
+MON=$!
+CHILDREN+=("$MONJ" "$MON")
+# Subscribed once a probe rule shows up in both.
+for i in $(seq 100); do
+	"$PORTCTL" replace tcp 65535 to port 1
+	grep -q '"port_min":65535' "$WORK/mon.json" 2>/dev/null &&
+		grep -q 'tcp 65535' "$WORK/mon.txt" 2>/dev/null && break
+	sleep 0.2
+done
+"$PORTCTL" flush
+"$PORTCTL" add tcp 80 to port 8080
+"$PORTCTL" replace tcp 80 to port 8081
+"$PORTCTL" del tcp 80
+"$PORTCTL" add tcp 82 to pid "$LPID" fd "$A"
+kill "$LPID"
+wait "$LPID" 2>/dev/null
+for i in $(seq 100); do
+	grep -q 'socket closed' "$WORK/mon.txt" && break
+	sleep 0.1
+done
+"$PORTCTL" list >/dev/null	# a dump reaps closed sockets' rules too
+sleep 0.5
+kill -TERM "$MONJ"
+wait "$MONJ"
+rc_j=$?
+kill -INT "$MON"
+wait "$MON"
+rc_t=$?
+check "monitor ends cleanly on SIGTERM" [ "$rc_j" = 0 ]
+check "monitor ends cleanly on SIGINT" [ "$rc_t" = 0 ]
+sed -i '/65535/d' "$WORK/mon.txt"
+expect_text=$(cat <<EOT
+flushed 1 rule
+added tcp 80 any -> port 8080
+replaced tcp 80 any -> port 8081
+deleted tcp 80 any -> port 8081 (requested)
+added tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 listening
+deleted tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:0 closed (socket closed)
+EOT
+)
+if [ "$(cat "$WORK/mon.txt")" = "$expect_text" ]; then
+	ok "monitor text"
+else
+	not_ok "monitor text" "got:" "$(cat "$WORK/mon.txt")"
+fi
+valid_json "monitor -j fits the schema" "$WORK/mon.json" lines
+check "monitor -j events" python3 -c '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if "65535" not in l]
+got = [(e["event"], e.get("reason")) for e in ev]
+want = [("flushed", None), ("added", None), ("replaced", None),
+        ("deleted", "requested"), ("added", None), ("deleted", "socket_closed")]
+assert got == want, got
+assert ev[0]["count"] == 1, ev[0]' "$WORK/mon.json"
+check "monitor said nothing on stderr" [ ! -s "$WORK/mon.err" ]
+
+lap "$LINENO"
+# ---------------------------------------------------------------- batches
+
+run flush
+"$PORTCTL" add tcp 80 to port 8080
+before=$("$PORTCTL" list)
+printf 'add tcp 81 to port 1\nadd tcp 82 to port 1\nadd tcp 83 to porrt 1\n' >"$WORK/b"
+expect "batch: syntax error, nothing sent" 2 'Error: line 3: "porrt" is not a target (expected "pid PID [fd FD]" or "port PORT").' -b "$WORK/b"
+check "... and the table is as it was" [ "$("$PORTCTL" list)" = "$before" ]
+printf '# refused lines\nadd tcp 81 to port 1\nadd tcp 85-90 to port 1\nadd tcp 86 to port 1\nadd tcp 70000 to port 1\n' >"$WORK/b"
+run -b "$WORK/b"
+re="^Error: line 4: [^${NL}]*\\.${NL}Error: line 5: [^${NL}]*70000[^${NL}]*\\.$"
+if [ "$RC" = 1 ] && [[ $ERR =~ $re ]]; then
+	ok "batch: refused lines are named"
+else
+	not_ok "batch: refused lines are named" "got exit $RC: $ERR"
+fi
+check "... and nothing was applied" [ "$("$PORTCTL" list)" = "$before" ]
+printf 'flush\nadd tcp 81 to port 1\n-4 add udp 53 dst 192.0.2.0/24 to port 5353\nreplace tcp 81 to port 2\ndel tcp 81\nadd tcp 80 to port 9\n' >"$WORK/b"
+expect_out "batch: applied" "" -b "$WORK/b"
+expect_out "... all of it" "tcp 80 any -> port 9
+udp 53 ipv4 dst 192.0.2.0/24 -> port 5353" list
+
+"$PORTCTL" save >"$WORK/saved"
+"$PORTCTL" list >"$WORK/before"
+"$PORTCTL" add tcp 7 to port 7
+expect_out "save, then -b restores" "" -b "$WORK/saved"
+"$PORTCTL" list >"$WORK/after"
+if cmp -s "$WORK/before" "$WORK/after"; then
+	ok "... the same table"
+else
+	not_ok "... the same table" "saved:" "$(cat "$WORK/saved")" "after:" "$(cat "$WORK/after")"
+fi
+
+# 65536 lines in one transaction, in few system calls.
+python3 -c '
+for i in range(1, 65536):
+    print("add udp %d to port 9" % i)
+print("-6 add tcp 1 to port 9")' >"$WORK/big"
+"$PORTCTL" flush
+start=$(date +%s)
+if command -v strace >/dev/null; then
+	# LeakSanitizer cannot work under ptrace: off for an ASan build.
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		strace -f -qq -e trace=sendto,sendmsg -o "$WORK/strace" \
+		"$PORTCTL" -b "$WORK/big"
+	RC=$?
+	sends=$(grep -c -E '^[0-9]+ +(sendto|sendmsg)\(' "$WORK/strace")
+else
+	"$PORTCTL" -b "$WORK/big"
+	RC=$?
+	sends=
+fi
+secs=$(($(date +%s) - start))
+check "65536 lines load" [ "$RC" = 0 ]
+run -j stats
+if [[ $OUT == *'"rules":65536'* ]]; then
+	ok "... all of them ($secs s)"
+else
+	not_ok "... all of them" "$OUT"
+fi
+if [ -n "$sends" ]; then
+	if [ "$sends" -lt 200 ]; then
+		ok "... in $sends sends, not one per line"
+	else
+		not_ok "... in few sends" "$sends sendto/sendmsg calls"
+	fi
+else
+	skip "... in few sends" "needs strace"
+fi
+"$PORTCTL" -j list >"$WORK/big.json"
+check "a dump of 65536 rules" python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))) == 65536' "$WORK/big.json"
+"$PORTCTL" save >"$WORK/bigsaved"
+"$PORTCTL" flush
+check "save and load 65536 rules" "$PORTCTL" -b "$WORK/bigsaved"
+run -j stats
+if [[ $OUT == *'"rules":65536'* ]]; then
+	ok "... all of them again"
+else
+	not_ok "... all of them again" "$OUT"
+fi
+"$PORTCTL" flush
+lap "$LINENO"
+check_json
+lap "$LINENO"
+
+ktap_report

@@ -1,0 +1,277 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# usage.sh PORTCTL: portctl's command line without the kernel module.
+#
+# Checks what needs no kernel: help, the version, and every usage error
+# (exit 2, a sentence on stderr that quotes the word back), batch files
+# with syntax errors (exit 2 before anything is sent), and the errors about
+# processes and sockets (exit 1), which portctl finds before it opens
+# netlink. Where the module is loaded, nothing here changes its table:
+# every command that gets past the checks is one the kernel refuses.
+#
+# Output is KTAP. PORTCTL_WRAPPER runs each portctl under a tool, e.g.
+#   PORTCTL_WRAPPER="valgrind -q --leak-check=full --error-exitcode=99"
+# (a memory error then fails the check through the exit status).
+
+set -u
+
+PORTCTL=${1:?usage: usage.sh PORTCTL}
+[ -x "$PORTCTL" ] || { echo "usage.sh: $PORTCTL is not a program" >&2; exit 1; }
+PORTCTL=$(readlink -f "$PORTCTL")
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# syntax_ok NAME ARGS...: accepted by the parser, refused later (exit 1:
+# no module, or the kernel's own check), never a usage error.
+syntax_ok() {
+	local name=$1
+
+	shift
+	run "$@"
+	if [ "$RC" = 1 ] && [[ $ERR == Error:* ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "portctl $*" "expected exit 1 (not a usage error)" \
+			"got exit $RC and: $ERR"
+	fi
+}
+
+# found NAME ARGS...: the target socket was found, so the error (exit 1)
+# is the kernel's or the missing module's, not about the process.
+found() {
+	local name=$1
+
+	shift
+	run "$@"
+	if [ "$RC" = 1 ] && [[ $ERR == Error:* ]] &&
+	   [[ $ERR != *process* && $ERR != *socket* ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "portctl $*" "expected the socket to be found" \
+			"got exit $RC and: $ERR"
+	fi
+}
+
+# ---------------------------------------------------------------- help
+
+run help
+if [ "$RC" = 0 ] && [ -z "$ERR" ] && [[ $OUT == Usage:\ portctl* ]] &&
+   [[ $OUT == *add*replace*del*list*flush*stats*monitor*save*help* ]]; then
+	ok "help lists the commands"
+else
+	not_ok "help lists the commands" "got exit $RC"
+fi
+for args in "-h" "--help"; do
+	run $args
+	if [ "$RC" = 0 ] && [[ $OUT == Usage:\ portctl* ]]; then
+		ok "$args prints the help"
+	else
+		not_ok "$args prints the help" "got exit $RC"
+	fi
+done
+for cmd in add replace del list flush stats monitor save; do
+	run "$cmd" help
+	if [ "$RC" = 0 ] && [ -z "$ERR" ] && [[ $OUT == Usage:\ portctl*$cmd* ]]; then
+		ok "$cmd help"
+	else
+		not_ok "$cmd help" "got exit $RC: $OUT $ERR"
+	fi
+done
+run help add
+if [ "$RC" = 0 ] && [[ $OUT == Usage:\ portctl*add* ]]; then
+	ok "help add"
+else
+	not_ok "help add" "got exit $RC"
+fi
+run -V
+if [ "$RC" = 0 ] && [[ $OUT =~ ^portctl\ [0-9] ]]; then
+	ok "-V prints the version"
+else
+	not_ok "-V prints the version" "got exit $RC: $OUT"
+fi
+
+# ---------------------------------------------------------------- words
+
+expect "unknown command" 2 'Error: unknown command "foo"; try "portctl help".' foo
+expect "help for an unknown command" 2 'Error: unknown command "foo"; try "portctl help".' help foo
+expect "unknown option" 2 'Error: unknown option "-x"; try "portctl help".' -x list
+expect "unknown long option" 2 'Error: unknown option "--bogus"; try "portctl help".' --bogus
+expect "-b needs a file" 2 'Error: option -b needs a file name (or - for standard input).' -b
+expect "-4 and -6" 2 'Error: give at most one of -4 and -6.' -4 -6 add tcp 80 to port 1
+expect "-j does not apply to flush" 2 'Error: option -j does not apply to "flush"; try "portctl flush help".' -j flush
+expect "-s does not apply to stats" 2 'Error: option -s does not apply to "stats"; try "portctl stats help".' -s stats
+expect "-4 does not apply to list" 2 'Error: option -4 does not apply to "list"; try "portctl list help".' -4 list
+expect "-j does not apply to del" 2 'Error: option -j does not apply to "del"; try "portctl del help".' -j del tcp 80
+expect "list takes no arguments" 2 'Error: list takes no arguments (found "foo"); try "portctl list help".' list foo
+expect "an option after list" 2 'Error: options go before the command, as in "portctl -j list".' list -j
+expect "an option after add" 2 'Error: options go before the command, as in "portctl -4 add ...".' add tcp 80 -4 to port 1
+expect "help takes one word" 2 'Error: unexpected "x" after "help".' add help x
+
+expect "add without protocol" 2 'Error: add needs a protocol (tcp or udp); try "portctl add help".' add
+expect "not a protocol" 2 'Error: "tcpp" is not a protocol (expected tcp or udp).' add tcpp 80 to port 1
+expect "protocols are lower case" 2 'Error: "TCP" is not a protocol (expected tcp or udp).' add TCP 80 to port 1
+expect "protocol without port" 2 'Error: "tcp" needs a port or port range (PORT or PORT-PORT).' add tcp
+expect "port not a number" 2 'Error: "8o" is not a port or port range (expected PORT or PORT-PORT).' add tcp 8o to port 1
+expect "port with a sign" 2 'Error: "+80" is not a port or port range (expected PORT or PORT-PORT).' add tcp +80 to port 1
+expect "port in hex" 2 'Error: "0x50" is not a port or port range (expected PORT or PORT-PORT).' add tcp 0x50 to port 1
+expect "negative port" 2 'Error: "-80" is not a port or port range (expected PORT or PORT-PORT).' add udp -80 to port 1
+expect "open range" 2 'Error: "80-" is not a port or port range (expected PORT or PORT-PORT).' add tcp 80- to port 1
+expect "range of three" 2 'Error: "80-90-100" is not a port or port range (expected PORT or PORT-PORT).' add tcp 80-90-100 to port 1
+expect "port beyond u32" 2 'Error: "4294967296" is too large to be a port number.' add tcp 4294967296 to port 1
+expect "range end beyond u32" 2 'Error: "80-99999999999" is too large to be a port number.' add tcp 80-99999999999 to port 1
+
+expect "dst without prefix" 2 'Error: "dst" needs a prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst
+expect "malformed IPv4" 2 'Error: "300.1.1.1" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst 300.1.1.1 to port 1
+expect "malformed IPv6" 2 'Error: "2001:db8:::1" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst 2001:db8:::1 to port 1
+expect "empty prefix length" 2 'Error: "192.0.2.0/" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst 192.0.2.0/ to port 1
+expect "prefix length not a number" 2 'Error: "192.0.2.0/x" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst 192.0.2.0/x to port 1
+expect "prefix length beyond u8" 2 'Error: "2001:db8::/256": the prefix length 256 is too large (at most 128).' add tcp 80 dst 2001:db8::/256 to port 1
+expect "a host name is no prefix" 2 'Error: "localhost" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst localhost to port 1
+expect "-4 with an IPv6 prefix" 2 'Error: -4 limits the rule to IPv4, but "2001:db8::/64" is an IPv6 prefix.' -4 add tcp 80 dst 2001:db8::/64 to port 1
+expect "-6 with an IPv4 prefix" 2 'Error: -6 limits the rule to IPv6, but "192.0.2.7" is an IPv4 prefix.' -6 del udp 53 dst 192.0.2.7
+expect "dst twice" 2 'Error: "dst" is given twice.' add tcp 80 dst ::1 dst ::1 to port 1
+
+expect "add without target" 2 'Error: add needs a target: "to pid PID [fd FD]" or "to port PORT".' add tcp 80
+expect "replace without target" 2 'Error: replace needs a target: "to pid PID [fd FD]" or "to port PORT".' replace udp 53 dst ::1
+expect "to without target" 2 'Error: "to" needs a target: "pid PID [fd FD]" or "port PORT".' add tcp 80 to
+expect "unknown target" 2 'Error: "sock" is not a target (expected "pid PID [fd FD]" or "port PORT").' add tcp 80 to sock 3
+expect "pid without number" 2 'Error: "pid" needs a process id.' add tcp 80 to pid
+expect "pid not a number" 2 'Error: "nginx" is not a process id.' add tcp 80 to pid nginx
+expect "pid beyond u32" 2 'Error: "4294967296" is too large to be a process id.' add tcp 80 to pid 4294967296
+expect "fd without number" 2 'Error: "fd" needs a file descriptor number.' add tcp 80 to pid 1 fd
+expect "fd not a number" 2 'Error: "x" is not a file descriptor number.' add tcp 80 to pid 1 fd x
+expect "port target without number" 2 'Error: "port" needs a port number.' add tcp 80 to port
+expect "port target not a number" 2 'Error: "http" is not a port.' add tcp 80 to port http
+expect "to twice" 2 'Error: "to" is given twice.' add tcp 80 to port 1 to port 2
+expect "a word too many" 2 'Error: unexpected "now" (expected "dst PREFIX" or "to TARGET").' add tcp 80 to port 1 now
+expect "del takes no target" 2 'Error: del takes no target: a rule is named by its protocol, ports and prefix.' del tcp 80 to port 1
+expect "del: a word too many" 2 'Error: unexpected "x" (expected "dst PREFIX").' del tcp 80 x
+
+# Range and meaning are the kernel's to judge: these must reach it.
+syntax_ok "port 0 is sent" add tcp 0 to port 1
+syntax_ok "port 70000 is sent" add tcp 70000 to port 1
+syntax_ok "port 4294967295 is sent" add tcp 4294967295 to port 1
+syntax_ok "a reversed range is sent" add udp 90-80 to port 1
+syntax_ok "/33 on IPv4 is sent" add tcp 80 dst 192.0.2.0/33 to port 70000
+syntax_ok "host bits past the prefix are sent" del tcp 80 dst 192.0.2.1/24
+syntax_ok "target port 0 is sent" replace tcp 0 to port 0
+
+# ---------------------------------------------------------------- batch
+
+batch() { # batch NAME RC STDERR: the file is $WORK/batch
+	local name=$1 rc=$2 err=$3
+
+	expect "$name" "$rc" "$err" -b "$WORK/batch"
+}
+
+printf 'add tcp 80 to port 8080\n# fine\n\n-4 add udp 53 to port 5353\nadd tcpp 81 to port 1\n' >"$WORK/batch"
+batch "batch: syntax error names its line" 2 'Error: line 5: "tcpp" is not a protocol (expected tcp or udp).'
+printf 'add tcp 80 to port 8080\nlist\n' >"$WORK/batch"
+batch "batch: list is not allowed" 2 'Error: line 2: "list" is not allowed in a batch (only add, replace, del and flush are).'
+printf 'frobnicate\n' >"$WORK/batch"
+batch "batch: unknown command" 2 'Error: line 1: unknown command "frobnicate" (a batch takes add, replace, del and flush).'
+printf '   -j add tcp 80 to port 1\n' >"$WORK/batch"
+batch "batch: only -4 and -6" 2 'Error: line 1: option "-j" is not allowed in a batch (only -4 and -6 are).'
+printf -- '-4 -6 add tcp 80 to port 1\n' >"$WORK/batch"
+batch "batch: -4 and -6" 2 'Error: line 1: give at most one of -4 and -6.'
+printf -- '-6\n' >"$WORK/batch"
+batch "batch: an option alone" 2 'Error: line 1: "-6" needs a command after it.'
+printf 'flush all\n' >"$WORK/batch"
+batch "batch: flush takes no arguments" 2 'Error: line 1: flush takes no arguments (found "all").'
+printf -- '-4 flush\n' >"$WORK/batch"
+batch "batch: flush takes no family" 2 'Error: line 1: option -4 does not apply to flush.'
+printf 'add tcp 80 to port 1 # a comment\nadd tcp 70000 to port 1\ndel tcp 80 dst 1.2.3.4/99999\nadd udp 53 to pid x\n' >"$WORK/batch"
+batch "batch: every syntax error is said" 2 'Error: line 3: "1.2.3.4/99999": the prefix length 99999 is too large (at most 32).
+Error: line 4: "x" is not a process id.'
+for i in $(seq 12); do echo "add tcp $i"; done >"$WORK/batch"
+run -b "$WORK/batch"
+if [ "$RC" = 2 ] && [ "$(grep -c '^Error: line' "$WORK/err")" = 10 ] &&
+   [[ $ERR == *"Error: stopped reading $WORK/batch after 10 errors." ]]; then
+	ok "batch: stops after 10 errors"
+else
+	not_ok "batch: stops after 10 errors" "got exit $RC: $ERR"
+fi
+printf 'add tcp 80 to port 1\nadd tcp 81 to\n' >"$WORK/batch"
+STDIN=$WORK/batch expect "batch from standard input" 2 'Error: line 2: "to" needs a target: "pid PID [fd FD]" or "port PORT".' -b -
+printf '# nothing but comments\n\n   \n' >"$WORK/batch"
+batch "batch: nothing to do" 0 ''
+expect "batch: no such file" 1 "Error: could not open $WORK/none: No such file or directory." -b "$WORK/none"
+expect "-b with a command" 2 'Error: -b takes no command (found "list"): the commands are in the file.' -b "$WORK/batch" list
+expect "-b with -4" 2 'Error: -b takes no other option: put -4 or -6 on the lines of the file.' -4 -b "$WORK/batch"
+
+# ---------------------------------------------------------------- targets
+
+expect "pid 0" 1 'Error: no process with pid 0.' add tcp 80 to pid 0 fd 3
+
+sleep 600 &
+SLEEPER=$!
+CHILDREN+=("$SLEEPER")
+run add tcp 0 to pid "$SLEEPER" fd 0
+if [[ $ERR == *"no pidfd_open"* || $ERR == *"no pidfd_getfd"* ]]; then
+	PIDFD="pidfd_open/pidfd_getfd are missing here (valgrind 3.19 lacks them)"
+elif [[ $ERR == *"not allowed to take"* ]]; then
+	PIDFD="not allowed to take another process's fds here (ptrace rights)"
+else
+	PIDFD=
+fi
+
+if [ -n "$PIDFD" ]; then
+	skip "no such process" "$PIDFD"
+	skip "batch: a missing process names its line" "$PIDFD"
+	skip "a process's missing fd" "$PIDFD"
+else
+	# A process id no kernel hands out (above PID_MAX_LIMIT, 2^22).
+	expect "no such process" 1 'Error: no process with pid 2147483647.' add tcp 80 to pid 2147483647
+	printf 'add tcp 80 to port 1\nadd tcp 81 to pid 2147483647 fd 3\n' >"$WORK/batch"
+	batch "batch: a missing process names its line" 1 'Error: line 2: no process with pid 2147483647.'
+	expect "a process's missing fd" 1 "Error: process $SLEEPER has no fd 4242." add tcp 80 to pid "$SLEEPER" fd 4242
+fi
+
+# A process with sockets of every kind, to find one among them.
+if [ -z "$PIDFD" ] && command -v python3 >/dev/null; then
+	python3 -c '
+import socket, sys, time
+a = socket.socket(); a.bind(("127.0.0.1", 0)); a.listen()
+b = socket.socket(socket.AF_INET6)
+b.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+b.bind(("::1", 0)); b.listen()
+u = socket.socket(type=socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+c = socket.socket(type=socket.SOCK_DGRAM); c.connect(("127.0.0.1", 9))
+x = socket.socket(socket.AF_UNIX)
+print(a.fileno(), a.getsockname()[1], b.fileno(), b.getsockname()[1],
+      u.fileno(), u.getsockname()[1], c.fileno(), c.getsockname()[1],
+      flush=True)
+sys.stdout.close()
+time.sleep(600)' >"$WORK/py" &
+	PY=$!
+	CHILDREN+=("$PY")
+	for _ in $(seq 50); do [ -s "$WORK/py" ] && break; sleep 0.1; done
+	read -r afd aport bfd bport ufd uport cfd cport <"$WORK/py"
+	expect "two listeners: name one" 1 "Error: process $PY has 2 listening TCP sockets: fd $afd (127.0.0.1:$aport), fd $bfd ([::1]:$bport); name one with \"fd\"." \
+		add tcp 80 to pid "$PY"
+	expect "no UDP socket for IPv6" 1 "Error: process $PY has no bound, unconnected UDP socket for IPv6 (its sockets: fd $afd TCP 127.0.0.1:$aport listening, fd $bfd TCP [::1]:$bport listening, fd $ufd UDP 127.0.0.1:$uport bound, fd $cfd UDP 127.0.0.1:$cport connected)." \
+		-6 add udp 53 to pid "$PY"
+	# -4 leaves one listener, and the one bound UDP socket is found:
+	# both get past the search (port 0 makes the kernel refuse them).
+	found "-4 picks the IPv4 listener" -4 add tcp 0 to pid "$PY"
+	found "the bound UDP socket is found" add udp 0 to pid "$PY"
+	expect "a process without sockets" 1 "Error: process $SLEEPER has no listening TCP socket (it has no TCP or UDP sockets)." \
+		add tcp 80 to pid "$SLEEPER"
+else
+	for name in "two listeners: name one" "no UDP socket for IPv6" \
+		    "-4 picks the IPv4 listener" "the bound UDP socket is found" \
+		    "a process without sockets"; do
+		skip "$name" "${PIDFD:-python3 is missing}"
+	done
+fi
+
+# ---------------------------------------------------------------- module
+
+if [ -d /sys/module/portdispatch ]; then
+	skip "the module is missing" "the module is loaded"
+else
+	expect "the module is missing" 1 'Error: the portdispatch module is not loaded (modprobe portdispatch).' list
+fi
+
+ktap_report

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned int current_line;
+
+void error_set_line(unsigned int line)
+{
+	current_line = line;
+}
+
+static void say(const char *label, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	size_t len;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Kernel messages may end in a newline or already in a period. */
+	len = strlen(msg);
+	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		msg[--len] = '\0';
+
+	fputs(label, stderr);
+	if (current_line)
+		fprintf(stderr, "line %u: ", current_line);
+	fputs(msg, stderr);
+	if (!len || !strchr(".!?", msg[len - 1]))
+		fputc('.', stderr);
+	fputc('\n', stderr);
+}
+
+void errorf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	say("Error: ", fmt, ap);
+	va_end(ap);
+}
+
+void warnf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	say("Warning: ", fmt, ap);
+	va_end(ap);
+}
+
+int parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9') {
+			errno = EINVAL;
+			return -1;
+		}
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > UINT32_MAX) {
+			/* Keep scanning: "99999999999x" is not a number at all. */
+			while (*s >= '0' && *s <= '9')
+				s++;
+			errno = *s ? EINVAL : ERANGE;
+			return -1;
+		}
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static void *check(void *p)
+{
+	if (!p) {
+		fputs("Error: out of memory.\n", stderr);
+		exit(EXIT_ERROR);
+	}
+	return p;
+}
+
+void *xmalloc(size_t size)
+{
+	return check(malloc(size ? size : 1));
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	return check(calloc(n ? n : 1, size ? size : 1));
+}
+
+void *xreallocarray(void *p, size_t n, size_t size)
+{
+	return check(reallocarray(p, n ? n : 1, size ? size : 1));
+}
+
+char *xstrdup(const char *s)
+{
+	return check(strdup(s));
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Error sentences, strict number parsing and allocation that cannot fail. */
+#ifndef PORTCTL_UTIL_H
+#define PORTCTL_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit statuses: scripts rely on these. */
+#define EXIT_OK		0
+#define EXIT_ERROR	1	/* the kernel refused, a process or socket problem */
+#define EXIT_USAGE	2	/* the command line or batch file is malformed */
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Errors are sentences on stderr: "Error: [line N: ]message." The period is
+ * added unless the message already ends a sentence, so kernel messages can
+ * be passed through verbatim. A batch sets the line it is working on, and
+ * every error said meanwhile names it.
+ */
+void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void error_set_line(unsigned int line);	/* 0: not in a batch */
+
+/* Decimal digits only; -1 with errno EINVAL (not a number) or ERANGE. */
+int parse_u32(const char *s, uint32_t *out);
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xreallocarray(void *p, size_t n, size_t size);
+char *xstrdup(const char *s);
+
+#endif
