@@ -50,7 +50,11 @@
  *	(every family when absent). ENOENT when there is none.
  * PORTDISPATCH_CMD_RULE_GET (dump)
  *	Replies with one message per rule, in (protocol, port) order. A dump
- *	that spans a change of the table is flagged NLM_F_DUMP_INTR.
+ *	that spans a change of the table is flagged NLM_F_DUMP_INTR. A rule's
+ *	RULE_FAMILY is the family it really serves: the request's, narrowed
+ *	to what the prefix and the target socket can take; absent when it
+ *	serves both. A prefix of length 0 is only a family: it is reported
+ *	as RULE_FAMILY, without RULE_DST.
  * PORTDISPATCH_CMD_FLUSH
  *	Deletes every rule of the namespace.
  * PORTDISPATCH_CMD_STATS_GET
@@ -58,12 +62,15 @@
  * PORTDISPATCH_CMD_BATCH_BEGIN / _COMMIT / _ABORT
  *	Open, apply or drop a batch. While the requesting socket has a batch
  *	open, its RULE_ADD, RULE_REPLACE, RULE_DEL and FLUSH are checked at
- *	once (and fail at once, with their own error) but take effect only at
- *	COMMIT, all together: packets see the table before or after the whole
- *	batch, never in between. If any command of the batch failed, COMMIT
- *	fails with EINVAL and applies nothing. A namespace has at most one open
- *	batch: changes from other sockets fail with EBUSY meanwhile. Closing
- *	the socket aborts its batch. Batches do not nest.
+ *	once, against the table as the batch's earlier commands leave it (so
+ *	FLUSH then RULE_ADD works), and fail at once with their own error;
+ *	they take effect only at COMMIT, all together: packets see the table
+ *	before or after the whole batch, never in between. If any command of
+ *	the batch failed, COMMIT fails with EINVAL and applies nothing. COMMIT
+ *	and ABORT close the batch, whether they succeed or not. A namespace
+ *	has at most one open batch: changes from other sockets fail with
+ *	EBUSY meanwhile. Closing the socket aborts its batch. Batches do not
+ *	nest. Dumps show the table packets see, without the open batch.
  *
  * Events (multicast group "events")
  * ------
@@ -71,6 +78,9 @@
  * PORTDISPATCH_CMD_RULE_DEL_NTF: the rule and RULE_REASON.
  * PORTDISPATCH_CMD_FLUSH_NTF: RULE_COUNT, the number of rules removed.
  * A batch's events are sent when it commits, in the order of its commands.
+ * An event has no reader to number a process for: its TARGET_PID is as the
+ * process that added the rule numbered it (dumps use the reader's pid
+ * namespace). A listener that falls behind gets ENOBUFS on its socket.
  *
  * Errors
  * ------
