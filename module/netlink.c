@@ -242,18 +242,14 @@ static int pd_nl_put_socket(struct sk_buff *msg, const struct pd_target *t,
 			      PORTDISPATCH_A_TARGET_PAD) ||
 	    nla_put_u8(msg, PORTDISPATCH_A_TARGET_STATE, pd_target_state(t)) ||
 	    nla_put_u8(msg, PORTDISPATCH_A_TARGET_FAMILY, sk->sk_family) ||
-	    nla_put_u32(msg, PORTDISPATCH_A_TARGET_LOCAL_PORT,
-			inet_sk(sk)->inet_num))
+	    nla_put_u32(msg, PORTDISPATCH_A_TARGET_LOCAL_PORT, t->local_port) ||
+	    pd_nl_put_addr(msg, PORTDISPATCH_A_TARGET_LOCAL_ADDR, sk->sk_family,
+			   &t->local_addr))
 		return -EMSGSIZE;
-
-	if (sk->sk_family == AF_INET)
-		return pd_nl_put_addr(msg, PORTDISPATCH_A_TARGET_LOCAL_ADDR,
-				      AF_INET, &inet_sk(sk)->inet_rcv_saddr);
 	if (ipv6_only_sock(sk) &&
 	    nla_put_flag(msg, PORTDISPATCH_A_TARGET_V6ONLY))
 		return -EMSGSIZE;
-	return pd_nl_put_addr(msg, PORTDISPATCH_A_TARGET_LOCAL_ADDR, AF_INET6,
-			      &sk->sk_v6_rcv_saddr);
+	return 0;
 }
 
 static int pd_nl_put_target(struct sk_buff *msg, const struct pd_target *t,

@@ -14,6 +14,7 @@
 #include <linux/rbtree.h>
 #include <linux/types.h>
 
+#include "addr.h"
 #include "target.h"
 
 struct pd_class;
@@ -29,11 +30,6 @@ enum pd_proto {
 #define PD_FAM_V4	BIT(0)
 #define PD_FAM_V6	BIT(1)
 #define PD_FAM_ALL	(PD_FAM_V4 | PD_FAM_V6)
-
-union pd_addr {
-	__be32		v4;
-	struct in6_addr	v6;
-};
 
 /*
  * What a rule matches. With plen 0 the rule matches every address of its

@@ -171,6 +171,11 @@ static int pd_target_init_socket(struct pd_target *target, struct net *net,
 	target->kind = PD_TARGET_SOCKET;
 	target->owner_fd = nla_get_u32(req->pid_fd_attr ?: req->fd_attr);
 	target->ino = SOCK_INODE(sock)->i_ino;
+	target->local_port = inet_sk(sock->sk)->inet_num;
+	if (sock->sk->sk_family == AF_INET)
+		target->local_addr.v4 = inet_sk(sock->sk)->inet_rcv_saddr;
+	else
+		target->local_addr.v6 = sock->sk->sk_v6_rcv_saddr;
 	sock_hold(sock->sk);
 	target->sk = sock->sk;
 	key->families &= pd_sock_families(sock->sk);

@@ -10,6 +10,8 @@
 #include <linux/sched.h>
 #include <linux/types.h>
 
+#include "addr.h"
+
 struct net;
 struct netlink_ext_ack;
 struct nlattr;
@@ -36,6 +38,9 @@ struct pd_target {
 	u32		owner_fd;
 	unsigned long	ino;
 	char		comm[TASK_COMM_LEN];
+	/* Where it was bound when named: a closed socket forgets. */
+	union pd_addr	local_addr;
+	u16		local_port;
 };
 
 /* A target as a request spells it; attributes left at zero are absent. */
