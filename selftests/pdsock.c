@@ -8,7 +8,9 @@
  *	client reached:
  *	  "accept local=ADDR:PORT peer=ADDR:PORT"
  *	  "recv local=ADDR:PORT peer=ADDR:PORT len=N"   (IP(V6)_RECVORIGDSTADDR)
- *	-V sets IPV6_V6ONLY, -r SO_REUSEPORT. Exits after COUNT (default: never).
+ *	-V sets IPV6_V6ONLY, -r SO_REUSEPORT, -k keeps connections open (the
+ *	server reads and drops what they send). Exits after COUNT (default:
+ *	never).
  *   pdsock connect [-6] [-u] -a ADDR -p PORT [-s SIZE] [-w MS]
  *	TCP: connect, print "connected local=... peer=...", exit 0; a refused
  *	connection prints "refused" and exits 3, a timeout exits 4.
@@ -26,7 +28,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +44,7 @@ struct opts {
 	int wait_ms;
 	bool v6only;
 	bool reuseport;
+	bool keep;
 };
 
 static void die(const char *what)
@@ -128,12 +133,12 @@ static void serve_udp(int fd, long count)
 	}
 }
 
-static void serve_tcp(int fd, long count)
+static void serve_tcp(int fd, long count, bool keep)
 {
 	for (long n = 0; count < 0 || n < count; n++) {
 		struct sockaddr_storage local, peer;
 		socklen_t len = sizeof(peer);
-		char a[64], b[64];
+		char a[64], b[64], data[4096];
 		int c = accept(fd, (void *)&peer, &len);
 
 		if (c < 0)
@@ -145,6 +150,14 @@ static void serve_tcp(int fd, long count)
 		fflush(stdout);
 		if (write(c, "hello\n", 6) < 0)
 			die("write");
+		/* A kept connection gets a reader that dies with the server. */
+		if (keep && fork() == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(fd);
+			while (read(c, data, sizeof(data)) > 0)
+				;
+			_exit(0);
+		}
 		close(c);
 	}
 }
@@ -178,10 +191,12 @@ static int serve(const struct opts *o)
 	       ntohs(((struct sockaddr_in *)&ss)->sin_port));
 	fflush(stdout);
 
+	if (o->keep)
+		signal(SIGCHLD, SIG_IGN);
 	if (o->type == SOCK_DGRAM)
 		serve_udp(fd, o->count);
 	else
-		serve_tcp(fd, o->count);
+		serve_tcp(fd, o->count, o->keep);
 	return 0;
 }
 
@@ -258,8 +273,9 @@ int main(int argc, char **argv)
 	int c;
 
 	optind = 2;
-	while ((c = getopt(argc, argv, "6uVra:b:p:n:s:w:")) != -1) {
+	while ((c = getopt(argc, argv, "6uVrka:b:p:n:s:w:")) != -1) {
 		switch (c) {
+		case 'k': o.keep = true; break;
 		case '6': o.family = AF_INET6; break;
 		case 'u': o.type = SOCK_DGRAM; break;
 		case 'V': o.v6only = true; break;

@@ -1,0 +1,119 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# A batch file applies whole or not at all, and no packet ever sees it
+# half applied. In one namespace, over loopback:
+#
+#   client loop --> :80..:89 --> rules from file A -> port 8080 (server A)
+#                            \-> rules from file B -> port 9090 (server B)
+#
+# Files A and B each flush the table and add the ten rules back, among
+# thousands of others, so applying one takes a while: a client that ever
+# met the table between the flush and the adds would be refused.
+
+. "$(dirname "$0")/lib.sh"
+
+NS=
+
+pc() { ip netns exec "$NS" "$PORTCTL" "$@"; }
+
+serve()
+{
+	local out
+
+	out=$(mktemp)
+	defer rm -f "$out"
+	ip netns exec "$NS" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p "$1" > "$out" &
+	defer kill $!
+	busywait 5000 grep -q '^ready' "$out" || fail "server on $1 did not start"
+}
+
+# make_file FILE TARGET_PORT: flush, the ten steered ports, 4000 fillers.
+make_file()
+{
+	local p
+
+	{
+		echo "# steer 80-89 to port $2"
+		echo flush
+		for p in $(seq 10000 13999); do
+			echo "add udp $p to port $2"
+		done
+		for p in $(seq 80 89); do
+			echo "add tcp $p to port $2"
+		done
+	} > "$1"
+}
+
+# A client that connects to 80..89 round robin until told to stop, and
+# reports how many connections succeeded and how many did not.
+client()
+{
+	ip netns exec "$NS" python3 -c '
+import os, socket, sys, time
+ok = bad = 0
+port = 80
+while not os.path.exists(sys.argv[1]):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.close()
+        ok += 1
+    except OSError as e:
+        bad += 1
+        print(f"port {port}: {e}", flush=True)
+    port = 80 + (port - 79) % 10
+print(f"ok {ok} bad {bad}", flush=True)' "$1"
+}
+
+test_no_half_applied_table()
+{
+	local a b stop result i
+
+	setup_ns NS
+	serve 8080
+	serve 9090
+	a=$(mktemp) b=$(mktemp) stop=$(mktemp -u) result=$(mktemp)
+	defer rm -f "$a" "$b" "$stop" "$result"
+	make_file "$a" 8080
+	make_file "$b" 9090
+	pc -b "$a"
+
+	client "$stop" > "$result" &
+	defer kill $!
+	for i in 1 2 3 4 5; do
+		pc -b "$b"
+		pc -b "$a"
+	done
+	touch "$stop"
+	busywait 10000 grep -q '^ok ' "$result" || fail "the client did not finish"
+	cat "$result"
+	check_match "$(tail -n 1 "$result")" '^ok [1-9][0-9]* bad 0$' "connections while batches swapped the table"
+}
+
+test_failing_file_changes_nothing()
+{
+	local f before
+
+	setup_ns NS
+	serve 8080
+	pc add tcp 80 to port 8080
+	pc add udp 53 to port 5353
+	before=$(pc list)
+	f=$(mktemp)
+	defer rm -f "$f"
+	{
+		echo flush
+		echo "add tcp 81 to port 8081"
+		echo "add tcp 82-90 to port 8082"
+		echo "add tcp 85 to port 8085"
+	} > "$f"
+
+	expect_status 1 pc -b "$f"
+	check_match "$out" 'line 4' "the error names the failing line"
+	check_eq "$(pc list)" "$before" "the table after a failing file"
+	expect_status 0 ip netns exec "$NS" "$PD_BIN/pdsock" connect -a 127.0.0.1 -p 80
+}
+
+ktap_plan 2
+run_test "no connection meets a half-applied batch file" test_no_half_applied_table
+run_test "a file with a failing line changes nothing" test_failing_file_changes_nothing
+ktap_finish

@@ -1,0 +1,176 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Counters move when, and only when, they should. In one namespace, over
+# loopback:
+#
+#   client --> :9000  normal listener, no rule      -> misses only
+#   client --> :80    rule -> port 8080 (listening) -> steered +1 a flow
+#   client --> :81    rule -> port 8081 (nothing)   -> undeliverable +1
+#
+# Namespace: lookups = hits + misses, every TCP/UDP packet that consulted
+# the table; none at all while the namespace has no rule (no hooks).
+# Rule: steered and undeliverable count new flows, not packets; for UDP
+# every datagram that no connected socket owns is a new flow.
+
+. "$(dirname "$0")/lib.sh"
+
+NS=
+
+pc() { ip netns exec "$NS" "$PORTCTL" "$@"; }
+
+# ns_stat KEY: one namespace counter.
+ns_stat()
+{
+	pc -j stats | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# rule_stat PORT KEY: one counter of the rule starting at PORT.
+rule_stat()
+{
+	pc -j list | python3 -c '
+import json, sys
+rules = [r for r in json.load(sys.stdin) if r["port_min"] == int(sys.argv[1])]
+print(rules[0]["stats"][sys.argv[2]])' "$1" "$2"
+}
+
+serve()
+{
+	local out
+
+	out=$(mktemp)
+	defer rm -f "$out"
+	ip netns exec "$NS" "$PD_BIN/pdsock" serve "$@" > "$out" &
+	defer kill $!
+	busywait 5000 grep -q '^ready' "$out" || fail "server did not start"
+}
+
+connect()
+{
+	ip netns exec "$NS" "$PD_BIN/pdsock" connect "$@"
+}
+
+setup()
+{
+	setup_ns NS
+	serve -b 127.0.0.1 -p 9000
+	serve -b 127.0.0.1 -p 8080
+}
+
+test_no_rules_no_lookups()
+{
+	setup
+	connect -a 127.0.0.1 -p 9000 > /dev/null
+	check_eq "$(ns_stat lookups)" 0 "lookups in a namespace without rules"
+	check_eq "$(ns_stat hits)" 0 "hits in a namespace without rules"
+	check_eq "$(ns_stat misses)" 0 "misses in a namespace without rules"
+}
+
+test_miss_counts_only_misses()
+{
+	local l0 h0 m0
+
+	setup
+	pc add tcp 80 to port 8080
+	l0=$(ns_stat lookups) h0=$(ns_stat hits) m0=$(ns_stat misses)
+
+	connect -a 127.0.0.1 -p 9000 > /dev/null
+	[ "$(ns_stat misses)" -gt "$m0" ] || fail "misses did not move"
+	check_eq "$(ns_stat hits)" "$h0" "hits after traffic to an uncovered port"
+	check_eq "$(rule_stat 80 steered)" 0 "steered after traffic elsewhere"
+	check_eq "$(ns_stat lookups)" $(($(ns_stat hits) + $(ns_stat misses))) "lookups = hits + misses"
+	[ "$(ns_stat lookups)" -gt "$l0" ] || fail "lookups did not move"
+}
+
+test_steered_counts_flows_not_packets()
+{
+	local h0 h1 i
+
+	setup
+	pc add tcp 80 to port 8080
+	h0=$(ns_stat hits)
+	for i in 1 2 3; do
+		connect -a 127.0.0.1 -p 80 > /dev/null || fail "connection $i not steered"
+	done
+	check_eq "$(rule_stat 80 steered)" 3 "steered after three connections"
+	check_eq "$(rule_stat 80 undeliverable)" 0 "undeliverable after three steered connections"
+	h1=$(ns_stat hits)
+	# Each connection sends a SYN, an ACK and more to port 80: hits are packets.
+	[ "$h1" -ge $((h0 + 6)) ] || fail "hits moved from $h0 to $h1 for three connections"
+	check_eq "$(ns_stat lookups)" $(($(ns_stat hits) + $(ns_stat misses))) "lookups = hits + misses"
+}
+
+test_established_packets_are_hits_only()
+{
+	local conn go h0
+
+	setup_ns NS
+	serve -k -b 127.0.0.1 -p 8080
+	pc add tcp 80 to port 8080
+	conn=$(mktemp)
+	go=$(mktemp -u)
+	mkfifo "$go"
+	defer rm -f "$conn" "$go"
+	# A steered connection that sends data only once told to.
+	ip netns exec "$NS" python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", 80))
+print("open", flush=True)
+open(sys.argv[1]).readline()
+for _ in range(5):
+    s.send(b"x" * 100)
+    time.sleep(0.05)
+print("sent", flush=True)
+time.sleep(5)' "$go" > "$conn" &
+	defer kill $!
+	busywait 5000 grep -q open "$conn" || fail "no connection"
+	check_eq "$(rule_stat 80 steered)" 1 "steered after one connection"
+	h0=$(ns_stat hits)
+	echo go > "$go"
+	busywait 10000 grep -q sent "$conn" || fail "data not sent"
+	[ "$(ns_stat hits)" -gt "$h0" ] || fail "data on an established flow did not count as hits"
+	check_eq "$(rule_stat 80 steered)" 1 "steered after data on the established flow"
+}
+
+test_undeliverable()
+{
+	setup
+	pc add tcp 81 to port 8081
+	expect_status 3 ip netns exec "$NS" "$PD_BIN/pdsock" connect -a 127.0.0.1 -p 81
+	check_eq "$(rule_stat 81 undeliverable)" 1 "undeliverable after one refused connection"
+	check_eq "$(rule_stat 81 steered)" 0 "steered with nothing on the target port"
+}
+
+test_udp_counts_datagrams()
+{
+	setup
+	serve -u -b 127.0.0.1 -p 5353
+	pc add udp 53 to port 5353
+	for i in 1 2 3 4 5; do
+		connect -u -a 127.0.0.1 -p 53 -w 100 > /dev/null
+	done
+	check_eq "$(rule_stat 53 steered)" 5 "steered after five datagrams"
+	check_eq "$(rule_stat 53 undeliverable)" 0 "undeliverable after five steered datagrams"
+}
+
+test_replace_keeps_counters()
+{
+	setup
+	serve -b 127.0.0.1 -p 8090
+	pc add tcp 80 to port 8080
+	connect -a 127.0.0.1 -p 80 > /dev/null
+	connect -a 127.0.0.1 -p 80 > /dev/null
+	pc replace tcp 80 to port 8090
+	check_eq "$(rule_stat 80 steered)" 2 "steered right after replace"
+	connect -a 127.0.0.1 -p 80 > /dev/null
+	check_eq "$(rule_stat 80 steered)" 3 "steered after one more connection"
+}
+
+ktap_plan 7
+run_test "a namespace without rules counts nothing" test_no_rules_no_lookups
+run_test "traffic to an uncovered port moves misses and lookups only" test_miss_counts_only_misses
+run_test "steered counts connections, hits count packets" test_steered_counts_flows_not_packets
+run_test "packets of an established steered flow are hits, not new steering" test_established_packets_are_hits_only
+run_test "a flow the target cannot take is undeliverable" test_undeliverable
+run_test "every UDP datagram handed over is a steered flow" test_udp_counts_datagrams
+run_test "replace carries the rule's counters on" test_replace_keeps_counters
+ktap_finish
