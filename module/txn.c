@@ -109,6 +109,37 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 	kfree(c);
 }
 
+/*
+ * An extended ack's message holds 79 characters, and 6.2+ warns when one
+ * is cut: a message naming rules (IPv6 prefixes are long) uses the first
+ * of its wordings that fits.
+ */
+#define PD_MSG_MAX	79
+
+/*
+ * Says @two about rules @a and @b if it fits, else @one about @c, else
+ * @shortest about @c. With no @b, only the last two are tried.
+ */
+static void pd_err_rules(struct netlink_ext_ack *extack,
+			 const char *two, const struct pd_key *a,
+			 const struct pd_key *b, const char *one,
+			 const char *shortest, const struct pd_key *c)
+{
+	char da[64], db[64], msg[192];
+
+	if (b) {
+		pd_key_format(a, da, sizeof(da));
+		pd_key_format(b, db, sizeof(db));
+		if (snprintf(msg, sizeof(msg), two, da, db) <= PD_MSG_MAX)
+			goto out;
+	}
+	pd_key_format(c, da, sizeof(da));
+	if (snprintf(msg, sizeof(msg), one, da) > PD_MSG_MAX)
+		snprintf(msg, PD_MSG_MAX + 1, shortest, da);
+out:
+	NL_SET_ERR_MSG_FMT(extack, "%s", msg);
+}
+
 static bool pd_same_ports(const struct pd_key *a, const struct pd_key *b)
 {
 	return a->port_min == b->port_min && a->port_max == b->port_max;
@@ -130,7 +161,6 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 	unsigned int replaced = 0;
 	struct pd_rule *other;
 	struct pd_change *c;
-	char desc[64];
 	int err;
 
 	for (other = pd_store_first_sibling(&pn->store, key); other;
@@ -141,8 +171,9 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 			replaced++;
 			continue;
 		}
-		pd_key_format(&other->key, desc, sizeof(desc));
-		NL_SET_ERR_MSG_FMT(extack, "it overlaps the rule %s", desc);
+		pd_err_rules(extack, "%s overlaps the rule %s", key,
+			     &other->key, "it overlaps the rule %s",
+			     "overlaps %s", &other->key);
 		err = -EEXIST;
 		goto free;
 	}
@@ -196,7 +227,6 @@ int pd_txn_del(struct pd_net *pn, struct pd_txn *txn, const struct pd_key *key,
 {
 	struct pd_rule *rule, *covering = NULL;
 	struct pd_change *c = NULL;
-	char desc[64], other[64];
 
 	for (rule = pd_store_first_sibling(&pn->store, key); rule;
 	     rule = pd_store_next_sibling(rule, key)) {
@@ -216,13 +246,9 @@ int pd_txn_del(struct pd_net *pn, struct pd_txn *txn, const struct pd_key *key,
 	if (c)
 		return 0;
 
-	pd_key_format(key, desc, sizeof(desc));
-	if (covering) {
-		pd_key_format(&covering->key, other, sizeof(other));
-		NL_SET_ERR_MSG_FMT(extack, "no rule %s; %s covers it", desc, other);
-	} else {
-		NL_SET_ERR_MSG_FMT(extack, "no rule %s", desc);
-	}
+	pd_err_rules(extack, "no rule %s; %s covers it", key,
+		     covering ? &covering->key : NULL, "no rule %s",
+		     "no such rule: %s", key);
 	return -ENOENT;
 }
 
