@@ -246,9 +246,14 @@ int pd_txn_del(struct pd_net *pn, struct pd_txn *txn, const struct pd_key *key,
 	if (c)
 		return 0;
 
-	pd_err_rules(extack, "no rule %s; %s covers it", key,
-		     covering ? &covering->key : NULL, "no rule %s",
-		     "no such rule: %s", key);
+	/* The user knows what they typed: keep the rule that covers it. */
+	if (covering)
+		pd_err_rules(extack, "no rule %s; %s covers it", key,
+			     &covering->key, "no such rule; %s covers it",
+			     "%s covers it", &covering->key);
+	else
+		pd_err_rules(extack, NULL, NULL, NULL, "no rule %s",
+			     "no such rule: %s", key);
 	return -ENOENT;
 }
 
