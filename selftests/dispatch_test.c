@@ -23,11 +23,7 @@
 #include <netinet/ip.h>
 #include <time.h>
 
-/* The harness itself is not -Wextra clean (an unused ucontext). */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#include "kselftest_harness.h"
-#pragma GCC diagnostic pop
+#include "harness.h"
 #include "pd_test.h"
 
 #define LO4	"127.0.0.1"

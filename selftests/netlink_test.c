@@ -30,11 +30,7 @@
 
 #include "pd_test.h"
 #include "netlink_helpers.h"
-/* The harness has an unused parameter; -Wextra -Werror would stop here. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#include "kselftest_harness.h"
-#pragma GCC diagnostic pop
+#include "harness.h"
 
 #define MAX_RULES_PARAM	"/sys/module/portdispatch/parameters/max_rules"
 

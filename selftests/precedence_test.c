@@ -21,11 +21,7 @@
 #include <pthread.h>
 #include <time.h>
 
-/* 6.1's harness leaves a parameter of its timeout handler unused. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#include "kselftest_harness.h"
-#pragma GCC diagnostic pop
+#include "harness.h"
 #include "pd_test.h"
 
 #define LO		"127.0.0.1"
