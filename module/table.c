@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Matching in the compiled table, and compiling it from the store. */
+/* Compiling the table from the store, block by block. */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -7,92 +7,12 @@
 #include <linux/err.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
-#include <linux/overflow.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
-#include <net/ipv6.h>
 
 #include "store.h"
 #include "table.h"
-
-static u32 pd_mask4(u8 plen)
-{
-	return plen ? ~0U << (32 - plen) : 0;
-}
-
-/* Entries e[0..n) share one prefix length and are sorted by address. */
-static const struct pd_entry *pd_search_v4(const struct pd_entry *e, u32 n,
-					   __be32 daddr)
-{
-	u32 want = ntohl(daddr) & pd_mask4(e->plen);
-	u32 lo = 0, hi = n;
-
-	while (lo < hi) {
-		u32 mid = lo + (hi - lo) / 2;
-		u32 have = ntohl(e[mid].addr.v4);
-
-		if (have == want)
-			return &e[mid];
-		if (have < want)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-static const struct pd_entry *pd_search_v6(const struct pd_entry *e, u32 n,
-					   const struct in6_addr *daddr)
-{
-	struct in6_addr want;
-	u32 lo = 0, hi = n;
-
-	ipv6_addr_prefix(&want, daddr, e->plen);
-	while (lo < hi) {
-		u32 mid = lo + (hi - lo) / 2;
-		int cmp = memcmp(&e[mid].addr.v6, &want, sizeof(want));
-
-		if (!cmp)
-			return &e[mid];
-		if (cmp < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-/*
- * Longest prefix first: one binary search per distinct prefix length
- * present on this port, so the cost follows the number of lengths in use,
- * not the number of rules.
- */
-struct pd_rule *pd_portset_match(const struct pd_portset *set, u8 family,
-				 const union pd_addr *daddr)
-{
-	const struct pd_entry *e = set->entries;
-	u32 i = 0, end = set->nr_v4;
-
-	if (family == AF_INET6) {
-		i = set->nr_v4;
-		end = i + set->nr_v6;
-	}
-
-	while (i < end) {
-		u32 group_end = e[i].group_end;
-		const struct pd_entry *hit;
-
-		if (family == AF_INET)
-			hit = pd_search_v4(&e[i], group_end - i, daddr->v4);
-		else
-			hit = pd_search_v6(&e[i], group_end - i, &daddr->v6);
-		if (hit)
-			return hit->rule;
-		i = group_end;
-	}
-	return NULL;
-}
 
 void pd_table_mark_dirty(unsigned long *dirty, u8 proto, u16 lo, u16 hi)
 {
@@ -100,83 +20,6 @@ void pd_table_mark_dirty(unsigned long *dirty, u8 proto, u16 lo, u16 hi)
 	unsigned int last = proto * PD_NBLOCKS + (hi >> PD_BLOCK_SHIFT);
 
 	bitmap_set(dirty, first, last - first + 1);
-}
-
-static int pd_entry_cmp_v4(const void *a, const void *b)
-{
-	const struct pd_entry *x = a, *y = b;
-	u32 ax = ntohl(x->addr.v4), ay = ntohl(y->addr.v4);
-
-	if (x->plen != y->plen)
-		return x->plen > y->plen ? -1 : 1;
-	return ax < ay ? -1 : ax > ay;
-}
-
-static int pd_entry_cmp_v6(const void *a, const void *b)
-{
-	const struct pd_entry *x = a, *y = b;
-
-	if (x->plen != y->plen)
-		return x->plen > y->plen ? -1 : 1;
-	return memcmp(&x->addr.v6, &y->addr.v6, sizeof(x->addr.v6));
-}
-
-static void pd_entries_group(struct pd_entry *e, u32 start, u32 end)
-{
-	u32 i;
-
-	for (i = end; i-- > start;) {
-		if (i + 1 < end && e[i + 1].plen == e[i].plen)
-			e[i].group_end = e[i + 1].group_end;
-		else
-			e[i].group_end = i + 1;
-	}
-}
-
-static void pd_entry_set(struct pd_entry *e, struct pd_rule *rule)
-{
-	e->rule = rule;
-	e->plen = rule->key.plen;
-	e->addr = rule->key.addr;
-}
-
-/* The port set of the rules on @active, for @nr_blocks blocks to share. */
-static struct pd_portset *pd_portset_build(struct list_head *active,
-					   unsigned int nr_blocks)
-{
-	struct pd_portset *set;
-	struct pd_rule *rule;
-	u32 v4 = 0, v6 = 0;
-
-	list_for_each_entry(rule, active, build_node) {
-		v4 += !!(rule->key.families & PD_FAM_V4);
-		v6 += !!(rule->key.families & PD_FAM_V6);
-	}
-
-	set = kvzalloc(struct_size(set, entries, v4 + v6), GFP_KERNEL);
-	if (!set)
-		return NULL;
-	set->nr_v4 = v4;
-	set->nr_v6 = v6;
-
-	v6 = v4;
-	v4 = 0;
-	list_for_each_entry(rule, active, build_node) {
-		if (rule->key.families & PD_FAM_V4)
-			pd_entry_set(&set->entries[v4++], rule);
-		if (rule->key.families & PD_FAM_V6)
-			pd_entry_set(&set->entries[v6++], rule);
-	}
-
-	sort(set->entries, set->nr_v4, sizeof(set->entries[0]),
-	     pd_entry_cmp_v4, NULL);
-	sort(set->entries + set->nr_v4, set->nr_v6, sizeof(set->entries[0]),
-	     pd_entry_cmp_v6, NULL);
-	pd_entries_group(set->entries, 0, set->nr_v4);
-	pd_entries_group(set->entries, set->nr_v4, set->nr_v4 + set->nr_v6);
-
-	refcount_set(&set->ref, nr_blocks);
-	return set;
 }
 
 /* Point ports [first, last] of @proto at one new set for @active. */
@@ -381,8 +224,7 @@ void pd_block_free(struct pd_block *block)
 		if (!set || set == prev)
 			continue;
 		prev = set;
-		if (refcount_dec_and_test(&set->ref))
-			kvfree(set);
+		pd_portset_put(set);
 	}
 	kfree(block);
 }

@@ -3,8 +3,8 @@
  * The compiled table: what packets read. It is immutable once published
  * and replaced as a whole (RCU), so a reader sees one commit or the next,
  * never a mixture. Ports index blocks of 256 port slots; a slot points to
- * the "port set" of the rules covering that port, ordered for a longest
- * prefix match. An uncovered port costs two loads.
+ * the port set of the rules covering that port (portset.h). An uncovered
+ * port costs two loads.
  *
  * A commit copies the root, rebuilds only the blocks its changes touched
  * and shares the others with the previous table. A port set spanning
@@ -17,6 +17,7 @@
 #include <linux/refcount.h>
 #include <linux/socket.h>
 
+#include "portset.h"
 #include "rule.h"
 
 struct pd_store;
@@ -26,20 +27,6 @@ struct pd_store;
 #define PD_NBLOCKS	(65536U >> PD_BLOCK_SHIFT)
 #define PD_NDIRTY	(PD_NPROTO * PD_NBLOCKS)
 
-struct pd_entry {
-	union pd_addr	addr;		/* the prefix, host bits clear */
-	struct pd_rule	*rule;
-	u32		group_end;	/* first entry with another plen */
-	u8		plen;
-};
-
-struct pd_portset {
-	refcount_t	ref;		/* blocks pointing here */
-	u32		nr_v4;		/* entries for IPv4 packets come first */
-	u32		nr_v6;
-	struct pd_entry	entries[];	/* longest prefix first, then by address */
-};
-
 struct pd_block {
 	struct pd_portset *set[PD_BLOCK_PORTS];
 };
@@ -47,9 +34,6 @@ struct pd_block {
 struct pd_table {
 	struct pd_block	*block[PD_NPROTO][PD_NBLOCKS];
 };
-
-struct pd_rule *pd_portset_match(const struct pd_portset *set, u8 family,
-				 const union pd_addr *daddr);
 
 /* The rule for a packet, or NULL. Under rcu_read_lock(). */
 static inline struct pd_rule *pd_table_lookup(const struct pd_table *table,

@@ -459,6 +459,8 @@ FIXTURE_VARIANT(fam) {
 	const char *near;
 	const char *far;
 	const char *add[2];	/* addresses to put on lo first */
+	const char *host;	/* printf format: the i-th of many hosts */
+	bool add_hosts;		/* those hosts need putting on lo */
 };
 
 FIXTURE_VARIANT_ADD(fam, ipv4) {
@@ -468,6 +470,7 @@ FIXTURE_VARIANT_ADD(fam, ipv4) {
 	.narrow = "127.0.0.2",
 	.near = "127.0.0.2",
 	.far = "127.0.0.3",
+	.host = "127.0.1.%d",
 };
 
 FIXTURE_VARIANT_ADD(fam, ipv6) {
@@ -478,6 +481,8 @@ FIXTURE_VARIANT_ADD(fam, ipv6) {
 	.near = "2001:db8::5",
 	.far = "2001:db8::6",
 	.add = { "2001:db8::5/128", "2001:db8::6/128" },
+	.host = "2001:db8::1:%x",
+	.add_hosts = true,
 };
 
 FIXTURE_SETUP(fam)
@@ -592,6 +597,52 @@ TEST_F(fam, longest_prefix_wins)
 	close(a);
 	close(b);
 	close(c);
+}
+
+/*
+ * 5a. Many single-address rules on one port, the size at which the
+ * module indexes them by hash instead of scanning: each address still
+ * finds its own rule, and a deleted one falls back to the port's rule.
+ */
+#define MANY_HOSTS	16
+
+TEST_F_TIMEOUT(fam, many_addresses_one_port, 120)
+{
+	char out[OUTLEN], host[MANY_HOSTS][48];
+	int srv[4], i, rc;
+
+	for (i = 0; i < 4; i++) {
+		srv[i] = pd_server(variant->family, SOCK_STREAM, variant->lo,
+				   8090 + i, false);
+		ASSERT_LE(0, srv[i]);
+	}
+	for (i = 0; i < MANY_HOSTS; i++) {
+		snprintf(host[i], sizeof(host[i]), variant->host, i + 1);
+		if (variant->add_hosts) {
+			rc = run(out, sizeof(out),
+				 "ip addr add %s dev lo nodad", host[i]);
+			ASSERT_EQ(0, rc) TH_LOG("ip addr add %s: %s", host[i],
+						out);
+		}
+		portctl_ok(out, "add tcp 80 dst %s to pid %d fd %d", host[i],
+			   getpid(), srv[i % 3]);
+	}
+	portctl_ok(out, "add tcp 80 to pid %d fd %d", getpid(), srv[3]);
+
+	for (i = 0; i < MANY_HOSTS; i++)
+		expect_steered(variant->family, host[i], 80, srv[i % 3]);
+	expect_steered(variant->family, variant->lo, 80, srv[3]);
+
+	for (i = 0; i < MANY_HOSTS; i += 2)
+		portctl_ok(out, "del tcp 80 dst %s", host[i]);
+	for (i = 0; i < MANY_HOSTS; i++)
+		expect_steered(variant->family, host[i], 80,
+			       i % 2 ? srv[i % 3] : srv[3]);
+
+	for (i = 0; i < 4; i++) {
+		EXPECT_FALSE(pd_readable(srv[i], 0));
+		close(srv[i]);
+	}
 }
 
 /*

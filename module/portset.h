@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A port set: the rules covering one stretch of ports, ready for a
+ * longest-prefix match. The rules are grouped by prefix length, longest
+ * first, IPv4 groups before IPv6 ones. A packet costs one probe per group
+ * of its family, however many rules a group holds: a small group is
+ * scanned, a larger one has a hash index. Immutable once built; shared by
+ * the blocks that point to it, and freed with the last of them.
+ */
+#ifndef _PD_PORTSET_H
+#define _PD_PORTSET_H
+
+#include <linux/list.h>
+#include <linux/refcount.h>
+#include <linux/types.h>
+
+#include "addr.h"
+
+struct pd_rule;
+
+struct pd_entry {
+	union pd_addr	addr;		/* the prefix, host bits clear */
+	struct pd_rule	*rule;
+};
+
+struct pd_group {
+	u32		start;		/* entries[start, end) share a length */
+	u32		end;
+	u32		*slots;		/* hash index: entry + 1, or 0 */
+	u32		mask;		/* slots - 1; 0 when scanned */
+	u8		plen;
+};
+
+struct pd_portset {
+	refcount_t	ref;		/* blocks pointing here */
+	u16		nr_groups[2];	/* IPv4, then IPv6 */
+	struct pd_entry	*entries;
+	struct pd_group	groups[];
+};
+
+/* A set for the rules on @active (through build_node), for @refs blocks. */
+struct pd_portset *pd_portset_build(struct list_head *active,
+				    unsigned int refs);
+void pd_portset_put(struct pd_portset *set);
+struct pd_rule *pd_portset_match(const struct pd_portset *set, u8 family,
+				 const union pd_addr *daddr);
+
+#endif /* _PD_PORTSET_H */
