@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-2.0
+# Helpers shared by netns.sh, permissions.sh and unload.sh, on top of
+# lib.sh (which the test sources first): veth links between namespaces,
+# servers started in a namespace, steered connections that stay open and
+# keep talking, and a check that the kernel log stayed clean.
+
+# The kernel complaints selftests/run looks for, checked here per test so
+# that the test that caused one is the one that fails.
+NS_BAD_LOG='WARNING:|BUG:|Oops|refcount_t:|KASAN:|UBSAN:|possible circular locking|possible recursive locking|suspicious RCU usage|inconsistent lock state|DEBUG_LOCKS_WARN|general protection fault|Call Trace|list_(add|del) corruption|sleeping function called from invalid context|scheduling while atomic|kmemleak:'
+
+# dmesg_mark: remember where the kernel log ends; dmesg_check_clean fails
+# if anything bad was logged since.
+dmesg_mark()
+{
+	_dmesg_mark=$(dmesg | wc -l)
+}
+
+dmesg_check_clean()
+{
+	local bad
+
+	bad=$(dmesg | tail -n +$((_dmesg_mark + 1)) | grep -E "$NS_BAD_LOG" || true)
+	[ -z "$bad" ] || fail "the kernel complained: $bad"
+}
+
+# veth_link NS1 IF1 NS2 IF2: a veth pair, IF1 in NS1 and IF2 in NS2, both up.
+veth_link()
+{
+	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+	ip -n "$1" link set "$2" up
+	ip -n "$3" link set "$4" up
+}
+
+# addr NS IF ADDR...: add addresses (IPv6 ones without DAD, so they are
+# usable at once).
+addr()
+{
+	local ns=$1 dev=$2 a
+
+	shift 2
+	for a in "$@"; do
+		case $a in
+		*:*) ip -n "$ns" -6 addr add "$a" dev "$dev" nodad ;;
+		*) ip -n "$ns" addr add "$a" dev "$dev" ;;
+		esac
+	done
+}
+
+# Guests run under TCG, where every fork costs: the helpers below keep
+# to bash builtins where they can.
+
+# has_line FILE REGEX: FILE has a line matching REGEX (extended).
+has_line()
+{
+	local l
+
+	[ -f "$1" ] || return 1
+	while IFS= read -r l; do
+		[[ $l =~ $2 ]] && return 0
+	done < "$1"
+	return 1
+}
+
+# wait_line FILE REGEX [MS]: until FILE has a line matching REGEX.
+wait_line()
+{
+	busywait "${3:-10000}" has_line "$1" "$2"
+}
+
+# count_lines FILE REGEX: how many lines of FILE match REGEX, in $REPLY.
+count_lines()
+{
+	local l n=0
+
+	while IFS= read -r l; do
+		[[ $l =~ $2 ]] && n=$((n + 1))
+	done < "$1"
+	REPLY=$n
+}
+
+# new_file: a fresh file name in the test's own directory, in $REPLY. The
+# directory goes when the test ends.
+new_file()
+{
+	if [ -z "${_ns_dir:-}" ]; then
+		_ns_dir=$(mktemp -d)
+		defer rm -rf "$_ns_dir"
+	fi
+	_ns_files=$((${_ns_files:-0} + 1))
+	REPLY=$_ns_dir/$_ns_files
+}
+
+# spawn_server VAR CMD...: run CMD (a `pdsock serve` or PY_ECHO_SERVER,
+# behind `ip netns exec`, nsenter or setpriv, which all exec it) in the
+# background and wait for its "ready pid=PID fd=FD" line. VAR_pid, VAR_fd
+# and VAR_out (the file its output goes to) describe it; it is killed
+# when the test ends.
+spawn_server()
+{
+	local var=$1 out
+
+	shift
+	new_file
+	out=$REPLY
+	"$@" > "$out" 2>&1 &
+	defer kill $!
+	wait_line "$out" '^ready pid=[0-9]+ fd=[0-9]+' 20000 ||
+		fail "a server ($1 $2 $3 ...) did not start: $(cat "$out")"
+	has_line "$out" '^ready pid=([0-9]+) fd=([0-9]+)'
+	printf -v "${var}_pid" %s "${BASH_REMATCH[1]}"
+	printf -v "${var}_fd" %s "${BASH_REMATCH[2]}"
+	printf -v "${var}_out" %s "$out"
+}
+
+# ns_server VAR NS PDSOCK-SERVE-ARGS...: pdsock serve in namespace NS.
+ns_server()
+{
+	local var=$1 ns=$2
+
+	shift 2
+	spawn_server "$var" ip netns exec "$ns" "$PD_BIN/pdsock" serve "$@"
+}
+
+# An echo server that keeps its connections: pdsock's server says hello
+# and closes, but a connection that must outlive a rule, a namespace or
+# the module has to stay open. Listens on every PORT (0.0.0.0 or, with -6,
+# [::]); prints "ready pid=PID fd=FD port=PORT" per port, then "accept
+# local=ADDR:PORT peer=ADDR:PORT" per connection, as pdsock does.
+# Run it as: python3 -c "$PY_ECHO_SERVER" {-4|-6} PORT...
+# shellcheck disable=SC2034 # for the tests that source this
+PY_ECHO_SERVER='
+import os, selectors, socket, sys
+fam = socket.AF_INET6 if sys.argv[1] == "-6" else socket.AF_INET
+sel = selectors.DefaultSelector()
+def fmt(a):
+    return ("[%s]:%d" if fam == socket.AF_INET6 else "%s:%d") % a[:2]
+for port in sys.argv[2:]:
+    ls = socket.socket(fam, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", int(port)))
+    ls.listen(128)
+    sel.register(ls, selectors.EVENT_READ, None)
+    print("ready pid=%d fd=%d port=%s" % (os.getpid(), ls.fileno(), port),
+          flush=True)
+while True:
+    for key, _ in sel.select():
+        if key.data is None:
+            c, peer = key.fileobj.accept()
+            print("accept local=%s peer=%s" % (fmt(c.getsockname()),
+                  fmt(peer)), flush=True)
+            sel.register(c, selectors.EVENT_READ, "conn")
+            continue
+        try:
+            data = key.fileobj.recv(4096)
+        except OSError:
+            data = b""
+        if data:
+            key.fileobj.sendall(data)
+        else:
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+'
+
+
+# A client that opens one TCP connection per ADDR PORT, prints "open
+# local=... peer=..." for each, then every 200 ms sends a numbered line on
+# every connection and reads it back, printing "ok N" when all of them
+# answered; "error ..." and exit 1 as soon as one does not.
+# Run it as: python3 -c "$PY_CHATTER" ADDR PORT [ADDR PORT...]
+# shellcheck disable=SC2034
+PY_CHATTER='
+import socket, sys, time
+conns = []
+args = sys.argv[1:]
+for i in range(0, len(args), 2):
+    c = socket.create_connection((args[i], int(args[i + 1])), timeout=10)
+    conns.append(c)
+    l, p = c.getsockname(), c.getpeername()
+    print("open local=%s:%d peer=%s:%d" % (l[0], l[1], p[0], p[1]),
+          flush=True)
+n = 0
+while True:
+    n += 1
+    for c in conns:
+        msg = b"ping %d\n" % n
+        try:
+            c.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                chunk = c.recv(len(msg) - len(got))
+                if not chunk:
+                    raise OSError("connection closed")
+                got += chunk
+        except OSError as e:
+            print("error %s: %s" % (c.getpeername(), e), flush=True)
+            sys.exit(1)
+        if got != msg:
+            print("error: sent %r, got %r" % (msg, got), flush=True)
+            sys.exit(1)
+    print("ok %d" % n, flush=True)
+    time.sleep(0.2)
+'
+
+
+# spawn_chatter VAR NCONN CMD...: run a PY_CHATTER command in the
+# background; wait until its NCONN connections are open and one exchange
+# went through. VAR_out is its output file.
+spawn_chatter()
+{
+	local var=$1 nconn=$2 out
+
+	shift 2
+	new_file
+	out=$REPLY
+	"$@" > "$out" 2>&1 &
+	defer kill $!
+	wait_line "$out" '^ok 1$' 20000 ||
+		fail "the client did not get its connections going: $(cat "$out")"
+	count_lines "$out" '^open '
+	check_eq "$REPLY" "$nconn" "connections the client opened"
+	printf -v "${var}_out" %s "$out"
+}
+
+# chatter_round FILE: the last round the chatter completed, in $REPLY; 1
+# if it reported an error.
+chatter_round()
+{
+	local l
+
+	REPLY=0
+	while IFS= read -r l; do
+		case $l in
+		"ok "*) REPLY=${l#ok } ;;
+		error*) return 1 ;;
+		esac
+	done < "$1"
+}
+
+# chatter_alive FILE N: the chatter completes N more rounds from now,
+# without an error.
+chatter_alive()
+{
+	chatter_round "$1" || fail "the open connections failed: $(grep -v '^ok' "$1")"
+	busywait 20000 _chatter_reached "$1" $((REPLY + $2)) ||
+		fail "the open connections stopped talking: $(grep -v '^ok' "$1" | tail -n 3)"
+}
+
+_chatter_reached()
+{
+	chatter_round "$1" && [ "$REPLY" -ge "$2" ]
+}
+
+# ns_inode NS: the inode of network namespace NS, which tells its
+# processes apart in /proc.
+ns_inode()
+{
+	stat -L -c %i "/run/netns/$1"
+}
+
+# procs_in_netns INODE: the pids of the processes in that namespace.
+procs_in_netns()
+{
+	find -L /proc/[0-9]*/ns -maxdepth 1 -name net -inum "$1" 2>/dev/null |
+		cut -d/ -f3
+}
