@@ -301,7 +301,7 @@ added tcp 80 any -> port 8080
 replaced tcp 80 any -> port 8081
 deleted tcp 80 any -> port 8081 (requested)
 added tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 listening
-deleted tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:0 closed (socket closed)
+deleted tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 closed (socket closed)
 EOT
 )
 if [ "$(cat "$WORK/mon.txt")" = "$expect_text" ]; then
