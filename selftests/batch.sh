@@ -24,7 +24,7 @@ serve()
 	defer rm -f "$out"
 	ip netns exec "$NS" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p "$1" > "$out" &
 	defer kill $!
-	busywait 5000 grep -q '^ready' "$out" || fail "server on $1 did not start"
+	busywait "$START_MS" grep -q '^ready' "$out" || fail "server on $1 did not start"
 }
 
 # make_file FILE TARGET_PORT: flush, the ten steered ports, 4000 fillers.

@@ -41,7 +41,7 @@ serve()
 	defer rm -f "$out"
 	ip netns exec "$NS" "$PD_BIN/pdsock" serve "$@" > "$out" &
 	defer kill $!
-	busywait 5000 grep -q '^ready' "$out" || fail "server did not start"
+	busywait "$START_MS" grep -q '^ready' "$out" || fail "server did not start"
 }
 
 connect()
@@ -122,7 +122,7 @@ for _ in range(5):
 print("sent", flush=True)
 time.sleep(5)' "$go" > "$conn" &
 	defer kill $!
-	busywait 5000 grep -q open "$conn" || fail "no connection"
+	busywait "$START_MS" grep -q open "$conn" || fail "no connection"
 	check_eq "$(rule_stat 80 steered)" 1 "steered after one connection"
 	h0=$(ns_stat hits)
 	echo go > "$go"

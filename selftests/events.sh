@@ -55,7 +55,7 @@ test_sequence()
 	ip netns exec "$NS" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080 > "$srv_out" &
 	pid=$!
 	defer kill "$pid"
-	busywait 5000 grep -q '^ready' "$srv_out" || fail "server did not start"
+	busywait "$START_MS" grep -q '^ready' "$srv_out" || fail "server did not start"
 	fd=$(sed -n 's/^ready.* fd=\([0-9]*\).*/\1/p' "$srv_out")
 	pc add tcp 80 to pid "$pid" fd "$fd"
 	kill "$pid"

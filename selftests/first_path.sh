@@ -25,7 +25,7 @@ start_server()
 	"$PD_BIN/pdsock" serve "$@" > "$out" &
 	defer kill $!
 	defer rm -f "$out"
-	busywait 5000 grep -q '^ready' "$out" || fail "server did not start"
+	busywait "$START_MS" grep -q '^ready' "$out" || fail "server did not start"
 	line=$(grep '^ready' "$out")
 	eval "${var}_pid=$(echo "$line" | sed 's/.*pid=\([0-9]*\).*/\1/')"
 	eval "${var}_fd=$(echo "$line" | sed 's/.*fd=\([0-9]*\).*/\1/')"
@@ -86,7 +86,7 @@ s = socket.create_connection(("127.0.0.1", 80))
 print("open", s.getpeername()[1], flush=True)
 time.sleep(30)' > "$conn_out" &
 	defer kill $!
-	busywait 5000 grep -q '^open 80' "$conn_out" || fail "no steered connection"
+	busywait "$START_MS" grep -q '^open 80' "$conn_out" || fail "no steered connection"
 
 	rmmod portdispatch || fail "rmmod refused with a rule and a connection open"
 	module_loaded && fail "the module is still loaded"

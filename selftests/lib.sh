@@ -150,6 +150,10 @@ expect_status()
 	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
 }
 
+# How long a process a test starts may take to say it is ready: python
+# under the debug kernel, with another guest beside it, takes seconds.
+START_MS=20000
+
 # busywait TIMEOUT_MS CMD...: until CMD succeeds; 1 if it never did.
 # Guests run under TCG, where every fork costs: the clock is bash's own.
 busywait()

@@ -104,7 +104,7 @@ spawn_server()
 	out=$REPLY
 	"$@" > "$out" 2>&1 &
 	defer kill $!
-	wait_line "$out" '^ready pid=[0-9]+ fd=[0-9]+' 20000 ||
+	wait_line "$out" '^ready pid=[0-9]+ fd=[0-9]+' "$START_MS" ||
 		fail "a server ($1 $2 $3 ...) did not start: $(cat "$out")"
 	has_line "$out" '^ready pid=([0-9]+) fd=([0-9]+)'
 	printf -v "${var}_pid" %s "${BASH_REMATCH[1]}"

@@ -65,7 +65,7 @@ make_container()
 	"${NOBODY[@]}" unshare -Urn sleep 600 &
 	ct_pid=$!
 	defer kill "$ct_pid"
-	busywait 20000 _is_sleeping "$ct_pid" || fail "the container did not start"
+	busywait "$START_MS" _is_sleeping "$ct_pid" || fail "the container did not start"
 	in_ct ip link set lo up
 }
 

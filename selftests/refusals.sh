@@ -28,7 +28,7 @@ setup()
 	defer rm -f "$out"
 	ip netns exec "$NS" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080 > "$out" &
 	defer kill $!
-	busywait 5000 grep -q '^ready' "$out" || fail "TCP server did not start"
+	busywait "$START_MS" grep -q '^ready' "$out" || fail "TCP server did not start"
 	SRV_PID=$(sed -n 's/^ready pid=\([0-9]*\).*/\1/p' "$out")
 	SRV_FD=$(sed -n 's/^ready.* fd=\([0-9]*\).*/\1/p' "$out")
 	pc add tcp 7 to port 8080

@@ -60,7 +60,7 @@ test_rule_steers()
 	defer rm -f "$srv_out"
 	"$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080 > "$srv_out" &
 	defer kill $!
-	busywait 5000 grep -q '^ready' "$srv_out" || fail "server did not start"
+	busywait "$START_MS" grep -q '^ready' "$srv_out" || fail "server did not start"
 
 	ynl --do rule-add --json '{"proto": 6, "port-min": 80, "target": {"port": 8080}}'
 	expect_status 0 "$PD_BIN/pdsock" connect -a 127.0.0.1 -p 80
