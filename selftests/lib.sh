@@ -150,6 +150,10 @@ expect_status()
 	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
 }
 
+# What the kernel logs when something is wrong: selftests/run checks after
+# each program, a test that wants to name the culprit itself checks too.
+KERNEL_COMPLAINTS='WARNING:|BUG:|Oops|refcount_t:|KASAN:|UBSAN:|possible circular locking|possible recursive locking|suspicious RCU usage|inconsistent lock state|DEBUG_LOCKS_WARN|general protection fault|Call Trace|list_(add|del) corruption|sleeping function called from invalid context|scheduling while atomic|kmemleak:'
+
 # How long a process a test starts may take to say it is ready: python
 # under the debug kernel, with another guest beside it, takes seconds.
 START_MS=20000

@@ -4,10 +4,6 @@
 # servers started in a namespace, steered connections that stay open and
 # keep talking, and a check that the kernel log stayed clean.
 
-# The kernel complaints selftests/run looks for, checked here per test so
-# that the test that caused one is the one that fails.
-NS_BAD_LOG='WARNING:|BUG:|Oops|refcount_t:|KASAN:|UBSAN:|possible circular locking|possible recursive locking|suspicious RCU usage|inconsistent lock state|DEBUG_LOCKS_WARN|general protection fault|Call Trace|list_(add|del) corruption|sleeping function called from invalid context|scheduling while atomic|kmemleak:'
-
 # dmesg_mark: remember where the kernel log ends; dmesg_check_clean fails
 # if anything bad was logged since.
 dmesg_mark()
@@ -19,7 +15,7 @@ dmesg_check_clean()
 {
 	local bad
 
-	bad=$(dmesg | tail -n +$((_dmesg_mark + 1)) | grep -E "$NS_BAD_LOG" || true)
+	bad=$(dmesg | tail -n +$((_dmesg_mark + 1)) | grep -E "$KERNEL_COMPLAINTS" || true)
 	[ -z "$bad" ] || fail "the kernel complained: $bad"
 }
 
