@@ -354,11 +354,17 @@ else
 	not_ok "... the same table" "saved:" "$(cat "$WORK/saved")" "after:" "$(cat "$WORK/after")"
 fi
 
-# 65536 lines in one transaction, in few system calls.
+# 65536 lines in one transaction, in few system calls. A slow machine
+# (KSFT_MACHINE_SLOW=yes: the debug kernel, where KASAN and kmemleak watch
+# every allocation) takes the same paths with 4096.
+BIG=65536
+[ "${KSFT_MACHINE_SLOW:-}" = yes ] && BIG=4096
 python3 -c '
-for i in range(1, 65536):
+import sys
+big = int(sys.argv[1])
+for i in range(1, big):
     print("add udp %d to port 9" % i)
-print("-6 add tcp 1 to port 9")' >"$WORK/big"
+print("-6 add tcp 1 to port 9")' "$BIG" >"$WORK/big"
 "$PORTCTL" flush
 start=$(date +%s)
 if command -v strace >/dev/null; then
@@ -374,9 +380,9 @@ else
 	sends=
 fi
 secs=$(($(date +%s) - start))
-check "65536 lines load" [ "$RC" = 0 ]
+check "$BIG lines load" [ "$RC" = 0 ]
 run -j stats
-if [[ $OUT == *'"rules":65536'* ]]; then
+if [[ $OUT == *"\"rules\":$BIG"* ]]; then
 	ok "... all of them ($secs s)"
 else
 	not_ok "... all of them" "$OUT"
@@ -391,12 +397,12 @@ else
 	skip "... in few sends" "needs strace"
 fi
 "$PORTCTL" -j list >"$WORK/big.json"
-check "a dump of 65536 rules" python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))) == 65536' "$WORK/big.json"
+check "a dump of $BIG rules" python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))) == int(sys.argv[2])' "$WORK/big.json" "$BIG"
 "$PORTCTL" save >"$WORK/bigsaved"
 "$PORTCTL" flush
-check "save and load 65536 rules" "$PORTCTL" -b "$WORK/bigsaved"
+check "save and load $BIG rules" "$PORTCTL" -b "$WORK/bigsaved"
 run -j stats
-if [[ $OUT == *'"rules":65536'* ]]; then
+if [[ $OUT == *"\"rules\":$BIG"* ]]; then
 	ok "... all of them again"
 else
 	not_ok "... all of them again" "$OUT"
