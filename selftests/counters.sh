@@ -29,7 +29,7 @@ ns_stat()
 
 	while read -r k v; do
 		[ "$k" = "$1" ] && { echo "$v"; return; }
-	done < <(pc stats)
+	done <<< "$(pc stats)"
 	return 1
 }
 
@@ -40,7 +40,7 @@ rule_stat()
 
 	while IFS= read -r line; do
 		[[ $line =~ $re ]] && { echo "${BASH_REMATCH[2]}"; return; }
-	done < <(pc -s list)
+	done <<< "$(pc -s list)"
 	return 1
 }
 
