@@ -28,12 +28,19 @@ ynl()
 		--output-json "$@"
 }
 
+# Looked up once, without importing them: importing jsonschema alone
+# takes seconds in a guest.
+YNL_MISSING=
+if [ ! -f "$SRC/tools/net/ynl/cli.py" ]; then
+	YNL_MISSING="no ynl at $SRC/tools/net/ynl (linux-source-6.12 not unpacked; run scripts/setup)"
+elif ! python3 -c 'import importlib.util as u, sys
+sys.exit(not (u.find_spec("yaml") and u.find_spec("jsonschema")))'; then
+	YNL_MISSING="ynl needs python3-yaml and python3-jsonschema"
+fi
+
 require_ynl()
 {
-	[ -f "$SRC/tools/net/ynl/cli.py" ] ||
-		skip "no ynl at $SRC/tools/net/ynl (linux-source-6.12 not unpacked; run scripts/setup)"
-	python3 -c 'import yaml, jsonschema' 2>/dev/null ||
-		skip "ynl needs python3-yaml and python3-jsonschema"
+	[ -z "$YNL_MISSING" ] || skip "$YNL_MISSING"
 }
 
 test_add_dump_list()
