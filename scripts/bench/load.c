@@ -24,32 +24,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* pd_sockaddr(): the selftests' helpers are plain static inlines. */
+#include "../../selftests/pd_test.h"
+
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
-}
-
-static socklen_t sockaddr_of(int family, const char *addr, int port,
-			     struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		inet_pton(AF_INET, addr, &sin->sin_addr);
-		return sizeof(*sin);
-	}
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-	sin6->sin6_family = AF_INET6;
-	sin6->sin6_port = htons(port);
-	inet_pton(AF_INET6, addr, &sin6->sin6_addr);
-	return sizeof(*sin6);
 }
 
 static double now(void)
@@ -63,7 +46,7 @@ static double now(void)
 static int sink(int family, int type, int port, bool transparent)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = sockaddr_of(family, family == AF_INET ? "0.0.0.0" : "::",
+	socklen_t len = pd_sockaddr(family, family == AF_INET ? "0.0.0.0" : "::",
 				    port, &ss);
 	int fd = socket(family, type, 0), one = 1;
 	unsigned long count = 0;
@@ -107,7 +90,7 @@ static int source(int family, int type, const char *addr, int port,
 		  double seconds)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = sockaddr_of(family, addr, port, &ss);
+	socklen_t len = pd_sockaddr(family, addr, port, &ss);
 	unsigned long count = 0, failed = 0;
 	double end = now() + seconds;
 	char buf[64] = { 0 };
