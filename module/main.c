@@ -10,12 +10,14 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/log2.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
+#include <linux/slab.h>
 #include <net/genetlink.h>
 #include <linux/portdispatch.h>
 
-#include "hook.h"
+#include "attach.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
@@ -39,13 +41,26 @@ static int __net_init pd_net_init(struct net *net)
 	INIT_LIST_HEAD(&pn->sock_rules);
 	INIT_DELAYED_WORK(&pn->reaper, pd_reaper_work);
 
-	pn->stats = alloc_percpu(struct pd_ns_stats);
-	if (!pn->stats)
+	/* A power-of-two size: kmalloc aligns it to a cache line. */
+	BUILD_BUG_ON(!is_power_of_2(sizeof(*pn->dp)));
+	pn->dp = kzalloc(sizeof(*pn->dp), GFP_KERNEL);
+	if (!pn->dp)
 		return -ENOMEM;
+	pn->dp->pn = pn;
+	pn->dp->stats = alloc_percpu(struct pd_ns_stats);
+	if (!pn->dp->stats)
+		goto free_dp;
 	err = pd_store_init(&pn->store);
 	if (err)
-		free_percpu(pn->stats);
-	return err;
+		goto free_stats;
+	pd_attach_init(pn);
+	return 0;
+
+free_stats:
+	free_percpu(pn->dp->stats);
+free_dp:
+	kfree(pn->dp);
+	return -ENOMEM;
 }
 
 /* Stop packets first: the core waits a grace period before .exit. */
@@ -55,11 +70,8 @@ static void __net_exit pd_net_pre_exit(struct net *net)
 
 	mutex_lock(&pn->lock);
 	pn->dying = true;
-	if (pn->hooks_enabled) {
-		pd_hooks_disable(net);
-		pn->hooks_enabled = false;
-	}
 	mutex_unlock(&pn->lock);
+	pd_attach_stop(pn);
 }
 
 static void __net_exit pd_net_exit(struct net *net)
@@ -76,8 +88,8 @@ static void __net_exit pd_net_exit(struct net *net)
 		pn->batch = NULL;
 	}
 	/* No reader is left: the hooks went before the last grace period. */
-	pd_table_destroy(rcu_dereference_protected(pn->table, true));
-	RCU_INIT_POINTER(pn->table, NULL);
+	pd_table_destroy(rcu_dereference_protected(pn->dp->table, true));
+	RCU_INIT_POINTER(pn->dp->table, NULL);
 	for (proto = 0; proto < PD_NPROTO; proto++) {
 		while ((rule = pd_store_seek(&pn->store, proto, 0))) {
 			pd_store_remove(&pn->store, rule);
@@ -87,7 +99,8 @@ static void __net_exit pd_net_exit(struct net *net)
 	mutex_unlock(&pn->lock);
 
 	pd_store_destroy(&pn->store);
-	free_percpu(pn->stats);
+	free_percpu(pn->dp->stats);
+	kfree(pn->dp);
 }
 
 static struct pernet_operations pd_net_ops = {

@@ -507,9 +507,8 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 	int cpu;
 
 	for_each_possible_cpu(cpu) {
-		const struct pd_ns_stats *s = per_cpu_ptr(pn->stats, cpu);
+		const struct pd_ns_stats *s = per_cpu_ptr(pn->dp->stats, cpu);
 
-		sum.lookups += READ_ONCE(s->lookups);
 		sum.hits += READ_ONCE(s->hits);
 		sum.misses += READ_ONCE(s->misses);
 	}
@@ -523,7 +522,8 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 	hdr = genlmsg_put_reply(msg, info, &pd_nl_family, 0,
 				PORTDISPATCH_CMD_STATS_GET);
 	if (!hdr ||
-	    nla_put_u64_64bit(msg, PORTDISPATCH_A_NS_STATS_LOOKUPS, sum.lookups,
+	    nla_put_u64_64bit(msg, PORTDISPATCH_A_NS_STATS_LOOKUPS,
+			      sum.hits + sum.misses,
 			      PORTDISPATCH_A_NS_STATS_PAD) ||
 	    nla_put_u64_64bit(msg, PORTDISPATCH_A_NS_STATS_HITS, sum.hits,
 			      PORTDISPATCH_A_NS_STATS_PAD) ||

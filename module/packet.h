@@ -15,8 +15,11 @@ struct pd_packet {
 	u8		family;		/* AF_INET or AF_INET6 */
 	u8		proto;		/* enum pd_proto */
 	bool		tcp_syn_only;	/* SYN without ACK, RST or FIN */
-	int		ifindex;	/* the device it came in on */
-	int		doff;		/* from the network header to the payload */
+	u8		thlen;		/* the TCP (options included) or UDP header */
+	u16		thoff;		/* from the network header to that header */
+	/* The devices the stack's own lookups use, a VRF's included. */
+	int		dif;
+	int		sdif;
 };
 
 #endif /* _PD_PACKET_H */

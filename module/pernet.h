@@ -9,21 +9,31 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
+#include "attach.h"
 #include "store.h"
 
 struct pd_table;
 struct pd_txn;
 
+/* lookups is not counted: it is hits + misses, one write per packet fewer. */
 struct pd_ns_stats {
-	u64	lookups;
 	u64	hits;
 	u64	misses;
 };
 
-struct pd_net {
-	/* Read by packets. NULL while the namespace has no rule. */
-	struct pd_table __rcu	*table;
+/*
+ * What a packet reads, on a cache line of its own that the control plane
+ * writes only to publish a table. The hooks carry a pointer to it as
+ * their private data, so a packet never looks its namespace up.
+ */
+struct pd_datapath {
+	struct pd_table __rcu	*table;		/* NULL while there is no rule */
 	struct pd_ns_stats __percpu *stats;
+	struct pd_net		*pn;
+} ____cacheline_aligned_in_smp;
+
+struct pd_net {
+	struct pd_datapath	*dp;
 	struct net		*net;
 
 	/* Serialises every change; protects everything below. */
@@ -34,7 +44,7 @@ struct pd_net {
 	u32			next_id;
 	u32			generation;	/* bumped by every commit */
 	struct list_head	sock_rules;	/* published socket rules */
-	bool			hooks_enabled;
+	struct pd_attach	attach;
 	bool			dying;
 
 	struct delayed_work	reaper;

@@ -255,7 +255,7 @@ u8 pd_target_state(const struct pd_target *target)
  * The socket for a new flow, or NULL when the target cannot take it now.
  * Under rcu_read_lock(); the socket is not referenced: a socket target is
  * held by its rule, and the stack's own listeners and UDP sockets are
- * freed after a grace period.
+ * freed after a grace period. @skb->data is at the transport header.
  */
 struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
 			    const struct pd_packet *pkt,
@@ -267,7 +267,7 @@ struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
 		if (pkt->proto == PD_TCP)
 			return pd_lookup_listener(net, skb, pkt,
 						  htons(target->port));
-		return pd_lookup_udp(net, pkt, htons(target->port));
+		return pd_lookup_udp(net, skb, pkt, htons(target->port));
 	}
 
 	if (pkt->proto == PD_TCP)

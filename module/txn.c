@@ -11,8 +11,8 @@
 #include <linux/workqueue.h>
 #include <linux/portdispatch.h>
 
+#include "attach.h"
 #include "compat.h"
-#include "hook.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
@@ -23,6 +23,7 @@ struct pd_txn {
 	u32		portid;		/* the batch's socket; 0 for a lone request */
 	bool		failed;		/* a command of the batch failed */
 	long		delta;		/* published rules after commit, minus now */
+	long		defrag6_delta;	/* the same for rules needing IPv6 reassembly */
 	struct list_head journal;	/* struct pd_change, in command order */
 	DECLARE_BITMAP(dirty, PD_NDIRTY);
 };
@@ -84,6 +85,7 @@ static void pd_change_remove(struct pd_txn *txn, struct pd_change *c,
 	list_add_tail(&rule->del_node, &c->removed);
 	c->nr_removed++;
 	txn->delta--;
+	txn->defrag6_delta -= pd_rule_needs_defrag6(rule);
 	pd_table_mark_dirty(txn->dirty, rule->key.proto, rule->key.port_min,
 			    rule->key.port_max);
 }
@@ -99,11 +101,13 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 		rule->del_reason = PORTDISPATCH_DEL_REASON_UNSPEC;
 		list_del_init(&rule->del_node);
 		txn->delta++;
+		txn->defrag6_delta += pd_rule_needs_defrag6(rule);
 	}
 	if (c->added) {
+		txn->delta--;
+		txn->defrag6_delta -= pd_rule_needs_defrag6(c->added);
 		pd_store_remove(&pn->store, c->added);
 		pd_rule_free(c->added);
-		txn->delta--;
 	}
 	list_del(&c->node);
 	kfree(c);
@@ -213,6 +217,7 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 	}
 	c->added = rule;
 	txn->delta++;
+	txn->defrag6_delta += pd_rule_needs_defrag6(rule);
 	pd_table_mark_dirty(txn->dirty, key->proto, key->port_min,
 			    key->port_max);
 	return 0;
@@ -351,6 +356,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 {
 	struct pd_table *old, *table;
 	struct pd_garbage *g;
+	unsigned int need;
 	int err;
 
 	if (txn->failed) {
@@ -364,7 +370,8 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		return 0;
 	}
 
-	old = rcu_dereference_protected(pn->table, lockdep_is_held(&pn->lock));
+	old = rcu_dereference_protected(pn->dp->table,
+					lockdep_is_held(&pn->lock));
 	g = kzalloc(struct_size(g, blocks, bitmap_weight(txn->dirty, PD_NDIRTY)),
 		    GFP_KERNEL);
 	if (!g) {
@@ -383,24 +390,21 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		table = NULL;
 	}
 
-	if (table && !pn->hooks_enabled) {
-		err = pd_hooks_enable(pn->net);
-		if (err) {
-			NL_SET_ERR_MSG(extack,
-				       "could not register the netfilter hooks");
+	need = table ? PD_NEED_HOOKS : 0;
+	if (pn->attach.rules_defrag6 + txn->defrag6_delta > 0)
+		need |= PD_NEED_DEFRAG6;
+	err = pd_attach_update(pn, need);
+	if (err) {
+		NL_SET_ERR_MSG(extack, "could not register the netfilter hooks");
+		if (table)
 			pd_table_discard(table, txn->dirty);
-			goto free_garbage;
-		}
-		pn->hooks_enabled = true;
+		goto free_garbage;
 	}
 
 	/* Nothing can fail from here on. */
 	pd_txn_hand_over_stats(txn);
-	rcu_assign_pointer(pn->table, table);
-	if (!table && pn->hooks_enabled) {
-		pd_hooks_disable(pn->net);
-		pn->hooks_enabled = false;
-	}
+	rcu_assign_pointer(pn->dp->table, table);
+	pn->attach.rules_defrag6 += txn->defrag6_delta;
 
 	g->table = old;
 	INIT_LIST_HEAD(&g->rules);
