@@ -21,6 +21,7 @@
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
+#include "rule.h"
 #include "table.h"
 #include "txn.h"
 
@@ -115,9 +116,14 @@ static int __init pd_init(void)
 {
 	int err;
 
+	err = pd_rules_init();
+	if (err)
+		return err;
 	pd_wq = alloc_workqueue("portdispatch", 0, 0);
-	if (!pd_wq)
-		return -ENOMEM;
+	if (!pd_wq) {
+		err = -ENOMEM;
+		goto rules_exit;
+	}
 	err = register_pernet_subsys(&pd_net_ops);
 	if (err)
 		goto destroy_wq;
@@ -130,6 +136,8 @@ unregister_pernet:
 	unregister_pernet_subsys(&pd_net_ops);
 destroy_wq:
 	destroy_workqueue(pd_wq);
+rules_exit:
+	pd_rules_exit();
 	return err;
 }
 
@@ -141,6 +149,7 @@ static void __exit pd_exit(void)
 	/* Let every commit's garbage reach the workqueue, then drain it. */
 	rcu_barrier();
 	destroy_workqueue(pd_wq);
+	pd_rules_exit();
 }
 
 module_init(pd_init);

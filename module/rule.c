@@ -9,17 +9,31 @@
 
 #include "rule.h"
 
+static struct kmem_cache *pd_rule_cache __read_mostly;
+
+int pd_rules_init(void)
+{
+	pd_rule_cache = KMEM_CACHE(pd_rule, SLAB_HWCACHE_ALIGN);
+	return pd_rule_cache ? 0 : -ENOMEM;
+}
+
+/* Module unload, once every rule is freed. */
+void pd_rules_exit(void)
+{
+	kmem_cache_destroy(pd_rule_cache);
+}
+
 struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp)
 {
 	struct pd_rule *rule;
 
-	rule = kzalloc(sizeof(*rule), gfp);
+	rule = kmem_cache_zalloc(pd_rule_cache, gfp);
 	if (!rule)
 		return NULL;
 
 	rule->stats = alloc_percpu_gfp(struct pd_rule_stats, gfp);
 	if (!rule->stats) {
-		kfree(rule);
+		kmem_cache_free(pd_rule_cache, rule);
 		return NULL;
 	}
 	rule->owns_stats = true;
@@ -36,7 +50,7 @@ void pd_rule_free(struct pd_rule *rule)
 	pd_target_release(&rule->target);
 	if (rule->owns_stats)
 		free_percpu(rule->stats);
-	kfree(rule);
+	kmem_cache_free(pd_rule_cache, rule);
 }
 
 void pd_rule_read_stats(const struct pd_rule *rule, struct pd_rule_stats *sum)

@@ -51,13 +51,18 @@ struct pd_rule_stats {
 };
 
 struct pd_rule {
+	/*
+	 * What packets read (stats, target.kind, .port, .sk), written only
+	 * before the rule is published. Rules come from a cache aligned to
+	 * cache lines, so the control plane's writes below, to rules that
+	 * packets are reading, never touch these lines.
+	 */
+	struct pd_rule_stats __percpu *stats;	/* a replace hands them on */
+	struct pd_target target;
 	struct pd_key	key;
 	u32		id;
-	struct pd_target target;
 
-	/* Counters; shared with the rule a replace swaps in. */
-	struct pd_rule_stats __percpu *stats;
-	bool		owns_stats;
+	bool		owns_stats ____cacheline_aligned_in_smp;
 
 	/* Batch state: staged, not yet seen by packets; or leaving. */
 	bool		staged_add;
@@ -76,6 +81,8 @@ struct pd_rule {
 	struct list_head build_node;	/* scratch for table builds */
 };
 
+int pd_rules_init(void);
+void pd_rules_exit(void);
 struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp);
 void pd_rule_free(struct pd_rule *rule);
 void pd_rule_read_stats(const struct pd_rule *rule, struct pd_rule_stats *sum);
