@@ -51,7 +51,8 @@ static bool pd_parse_ports(struct sk_buff *skb, u8 protocol,
 		struct tcphdr _th;
 
 		th = skb_header_pointer(skb, thoff, sizeof(_th), &_th);
-		if (!th)
+		/* TCP drops a header shorter than its fixed part. */
+		if (!th || th->doff < sizeof(*th) / 4)
 			return false;
 		pkt->proto = PD_TCP;
 		pkt->sport = th->source;
@@ -203,7 +204,12 @@ static void pd_steer(const struct pd_datapath *dp, struct net *net,
 		return;
 	}
 
-	/* Where the receive paths have skb->data, for reuseport programs. */
+	/*
+	 * Where the receive paths have skb->data, and the header pulled as
+	 * they pull it, for reuseport programs.
+	 */
+	if (!pskb_may_pull(skb, pkt->thoff + pkt->thlen))
+		goto out;
 	__skb_pull(skb, pkt->thoff);
 	sk = pd_target_pick(net, skb, pkt, &rule->target);
 	if (sk && pd_assign(skb, sk)) {
