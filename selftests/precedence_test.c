@@ -3,22 +3,54 @@
  * portdispatch never takes a flow away from a socket that already owns it,
  * and "replace" swaps a rule's target without a gap.
  *
- *	client 127.0.0.1:C ----> 127.0.0.1:80
- *	                           |
+ *	client C:c ----> S:80
+ *	                   |
  *	         flow already has a socket?  (established, SYN_RECV request,
- *	            |yes           |no        connected UDP; a SYN that meets
- *	            v              v          TIME_WAIT counts as new)
+ *	            |yes           |no        connected UDP, TIME_WAIT unless
+ *	            v              v          TCP itself would take the SYN)
  *	   the socket that    the rule's target, e.g. a listener on
- *	   owns it            127.0.0.1:8080 (it sees 127.0.0.1:80)
+ *	   owns it            S:8080 (it sees S:80)
  *
- * Every test runs in a private network namespace (loopback only): its
- * rules, nftables table and sockets vanish with the test's process.
- * Listeners are watched with poll() together, so each check knows which
- * one got a connection.
+ * The "flow" tests run over each of these paths (fixture variants):
+ *
+ *	lo4		C = S = 127.0.0.1, one namespace. Loopback keeps
+ *			the output route, so early demux never runs.
+ *	veth4, veth6	C = 198.18.0.2 or 2001:db8::2 in a namespace of its
+ *			own, S = 198.18.0.1 or 2001:db8::1 in the test's:
+ *
+ *	  [ client ns ] pd-cli ===== veth ===== pd-srv [ test's ns: rules ]
+ *
+ *			so early demux hands established and TIME_WAIT TCP,
+ *			request sockets and connected UDP their socket
+ *			before routing.
+ *	*_no_early_demux  the same with net.ipv4.tcp_early_demux and
+ *			udp_early_demux 0 in both namespaces (IPv6 too).
+ *
+ * The TIME_WAIT tests craft the SYN that meets TIME_WAIT with a raw
+ * socket: TCP itself takes it only with a good checksum and a sequence
+ * number after what the TIME_WAIT socket expects (no timestamp is sent, so
+ * no PAWS); only then may the rule's target get it. The number comes from
+ * TCP_REPAIR on the client before it closes. The target's listener
+ * advertises MARK_MSS, so a SYN-ACK says who answered.
+ *
+ * The "prec" tests (replace churn, open connections) run on loopback.
+ * Every test runs in private network namespaces: its rules, nftables
+ * tables, veth and sockets vanish with the test's process. Listeners are
+ * watched with poll() together, so each check knows which one got a
+ * connection.
  */
 
+#include <libmnl/libmnl.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/veth.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "harness.h"
@@ -27,6 +59,7 @@
 #define LO		"127.0.0.1"
 #define PORT		80	/* the port the rules cover */
 #define TARGET_PORT	8080	/* where the rules' target listens */
+#define MARK_MSS	1000	/* the MSS a marked listener advertises */
 #define WAIT_MS		3000	/* for what must happen */
 #define QUIET_MS	300	/* for what must not */
 
@@ -46,9 +79,61 @@ static void set_timeouts(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-static int tcp_listener(int port)
+/*
+ * Where a test's flows run: the client's and the server's addresses, and
+ * the client's namespace when it has one of its own. The test process
+ * lives in the server's namespace (srv_ns), where the rules, listeners
+ * and their sock_diag are; client sockets are made in cli_ns and stay
+ * there.
+ */
+struct path {
+	int family;
+	const char *srv;
+	const char *cli;
+	int srv_ns, cli_ns;	/* namespace fds; -1: both are the test's */
+};
+
+static const struct path lo4 = {
+	.family = AF_INET, .srv = LO, .cli = LO, .srv_ns = -1, .cli_ns = -1,
+};
+
+/*
+ * Move the test's (single) thread into namespace @ns, -1 staying put. A
+ * socket belongs for its whole life to the namespace it was made in, and
+ * a child process starts in its parent's.
+ */
+static int enter_ns(int ns)
 {
-	return pd_server(AF_INET, SOCK_STREAM, LO, port, false);
+	return ns < 0 || !setns(ns, CLONE_NEWNET) ? 0 : -errno;
+}
+
+/* Back to the server's namespace, where the test lives. */
+static void go_home(const struct path *p)
+{
+	if (enter_ns(p->srv_ns)) {
+		/* Stranded on the client's side: nothing after is sound. */
+		perror("setns back to the server's namespace");
+		abort();
+	}
+}
+
+/* A socket of the client's namespace: its fd, or -errno. */
+static int cli_socket(const struct path *p, int type, int protocol)
+{
+	int fd, err;
+
+	err = enter_ns(p->cli_ns);
+	if (err)
+		return err;
+	fd = socket(p->family, type, protocol);
+	err = fd < 0 ? -errno : 0;
+	go_home(p);
+	return err ? err : fd;
+}
+
+static int tcp_listener(const struct path *p, int port)
+{
+	return pd_server(p->family, SOCK_STREAM, p->srv, port, false);
 }
 
 /* The local (or the peer's) port of @fd, -1 if it has none. */
@@ -65,17 +150,17 @@ static int sock_port(int fd, bool peer)
 	return err ? -1 : pd_sockaddr_port(&ss);
 }
 
-/* A TCP socket bound to 127.0.0.1:@port (0: any), not yet connected. */
-static int tcp_client_bound(int port)
+/* A client socket bound to the client's @port (0: any), not connected. */
+static int client_bound(const struct path *p, int type, int port)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = pd_sockaddr(AF_INET, LO, port, &ss);
+	socklen_t len = pd_sockaddr(p->family, p->cli, port, &ss);
 	int fd, one = 1;
 	long end = now_ms() + WAIT_MS;
 
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	fd = cli_socket(p, type, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	set_timeouts(fd);
 	/* The last socket on this port may still be closing. */
@@ -91,12 +176,33 @@ static int tcp_client_bound(int port)
 	return fd;
 }
 
-static int tcp_connect_fd(int fd, int port)
+static int tcp_client_bound(const struct path *p, int port)
+{
+	return client_bound(p, SOCK_STREAM, port);
+}
+
+/* Connect @fd (or send on it: UDP) to the server's @port. */
+static int connect_to(const struct path *p, int fd, int port)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = pd_sockaddr(AF_INET, LO, port, &ss);
+	socklen_t len = pd_sockaddr(p->family, p->srv, port, &ss);
 
 	return connect(fd, (struct sockaddr *)&ss, len) ? -errno : 0;
+}
+
+/* A new connection from the client to the server's @port: fd or -errno. */
+static int tcp_connect(const struct path *p, int port)
+{
+	int fd = tcp_client_bound(p, 0), err;
+
+	if (fd < 0)
+		return fd;
+	err = connect_to(p, fd, port);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 /*
@@ -275,61 +381,321 @@ static int rule(char *out, size_t len, const char *verb, const char *proto,
 }
 
 /*
- * Is a TCP socket from 127.0.0.1:@lport to 127.0.0.1:@rport in @state (as
- * ss(8) names them)? 1 yes, 0 no, -1 when ss cannot tell.
+ * The state of the server's TCP socket from its @lport to the client's
+ * @rport, asked of sock_diag as ss(8) asks it (a request socket is
+ * TCP_SYN_RECV, a TIME_WAIT socket its substate): a TCP_* state, 0 when
+ * there is no such socket, -errno when the kernel would not say. No
+ * process is started: on the debug kernel every fork costs.
  */
-static int ss_has(const char *state, int lport, int rport)
+static int tcp_state(const struct path *p, int lport, int rport)
 {
-	char cmd[256], out[4096], want[32];
-	size_t n;
-	FILE *p;
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} msg = {
+		.nlh = {
+			.nlmsg_len = sizeof(msg),
+			.nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		},
+		.req = {
+			.sdiag_family = p->family,
+			.sdiag_protocol = IPPROTO_TCP,
+			.idiag_states = ~0u,
+			.id.idiag_sport = htons(lport),
+			.id.idiag_dport = htons(rport),
+		},
+	};
+	static char buf[32768];
+	int fd, state = 0, done = 0;
 
-	snprintf(cmd, sizeof(cmd),
-		 "ss -Htn state %s '( sport = :%d and dport = :%d )' 2>&1",
-		 state, lport, rport);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	if (pclose(p))
-		return -1;
-	snprintf(want, sizeof(want), "127.0.0.1:%d", rport);
-	return strstr(out, want) != NULL;
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	if (send(fd, &msg, sizeof(msg), 0) < 0)
+		done = -errno;
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n <= 0) {
+			done = n < 0 ? -errno : -EIO;
+			break;
+		}
+		for (; NLMSG_OK(h, (size_t)n) && !done; h = NLMSG_NEXT(h, n)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE)
+				done = 1;
+			else if (h->nlmsg_type == NLMSG_ERROR)
+				done = ((struct nlmsgerr *)m)->error ?: -EIO;
+			else if (!state && ntohs(m->id.idiag_sport) == lport &&
+				 ntohs(m->id.idiag_dport) == rport)
+				state = m->idiag_state;
+		}
+	}
+	close(fd);
+	return done < 0 ? done : state;
 }
 
-static bool have_ss(void)
-{
-	return !system("ss -V >/dev/null 2>&1");
-}
-
-/* Wait up to @ms for ss_has() to answer @want: the last answer. */
-static int ss_wait(const char *state, int lport, int rport, int want, int ms)
+/* Wait up to @ms for tcp_state() to answer @want: the last answer. */
+static int wait_state(const struct path *p, int lport, int rport, int want,
+		      int ms)
 {
 	long end = now_ms() + ms;
 	int r;
 
-	while ((r = ss_has(state, lport, rport)) != want && r >= 0 &&
+	while ((r = tcp_state(p, lport, rport)) != want && r >= 0 &&
 	       now_ms() < end)
-		usleep(50000);
+		usleep(20000);
 	return r;
 }
 
-FIXTURE(prec) {
+/*
+ * Run nft with @script on its standard input, on the client's side (where
+ * its packets leave): 0 when nft succeeded. Its messages go to our output,
+ * into the test's log.
+ */
+static int nft(const struct path *p, const char *script)
+{
+	int status = -1;
+	FILE *f;
+
+	/* popen's child is forked in the namespace we are in. */
+	if (enter_ns(p->cli_ns))
+		return -1;
+	f = popen("nft -f -", "w");
+	if (f) {
+		fputs(script, f);
+		status = pclose(f);
+	}
+	go_home(p);
+	return f && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Also makes the test's table, on the client's side. */
+static bool have_nft(const struct path *p)
+{
+	return !nft(p, "add table inet pd_precedence\n");
+}
+
+/* Write @val into /proc/sys/@name, for the namespace we are in. */
+static int sysctl_set(const char *name, const char *val)
+{
+	char path[128];
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "/proc/sys/%s", name);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* The veth's addresses: both families on both ends, whatever the variant. */
+#define SRV4	"198.18.0.1"
+#define CLI4	"198.18.0.2"
+#define SRV6	"2001:db8::1"
+#define CLI6	"2001:db8::2"
+
+/*
+ * One rtnetlink request, in the namespace we are in, and its ack: 0 or
+ * -errno. The veth is made this way rather than with ip(8): on the debug
+ * kernel every program started costs most of a second.
+ */
+static int rtnl(struct nlmsghdr *nlh)
+{
+	static char buf[8192];
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+	int err = 0;
+	ssize_t n;
+
+	if (!nl)
+		return -errno;
+	nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+	nlh->nlmsg_seq = 1;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
+	    mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+		err = -errno;
+	} else {
+		n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (n < 0 || mnl_cb_run(buf, n, 1, mnl_socket_get_portid(nl),
+					NULL, NULL) < 0)
+			err = -errno;
+	}
+	mnl_socket_close(nl);
+	return err;
+}
+
+/* A veth pair: pd-cli here, its peer pd-srv in namespace @peer_ns. */
+static int make_veth(int peer_ns)
+{
+	char buf[512];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct nlattr *info, *data, *peer;
+
+	nlh->nlmsg_type = RTM_NEWLINK;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+	mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifinfomsg));
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, "pd-cli");
+	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+	data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+	peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+	/* The peer's attributes follow an ifinfomsg of its own. */
+	mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifinfomsg));
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, "pd-srv");
+	mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, peer_ns);
+	mnl_attr_nest_end(nlh, peer);
+	mnl_attr_nest_end(nlh, data);
+	mnl_attr_nest_end(nlh, info);
+	return rtnl(nlh);
+}
+
+/* @addr/@plen on device @ifindex, without duplicate address detection. */
+static int add_addr(int family, int ifindex, const char *addr, int plen)
+{
+	char buf[256];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	size_t alen = family == AF_INET ? 4 : 16;
+	struct ifaddrmsg *ifa;
+	uint8_t bin[16];
+
+	if (inet_pton(family, addr, bin) != 1)
+		return -EINVAL;
+	nlh->nlmsg_type = RTM_NEWADDR;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = family;
+	ifa->ifa_prefixlen = plen;
+	ifa->ifa_flags = IFA_F_NODAD;
+	ifa->ifa_index = ifindex;
+	mnl_attr_put(nlh, IFA_LOCAL, alen, bin);
+	mnl_attr_put(nlh, IFA_ADDRESS, alen, bin);
+	return rtnl(nlh);
+}
+
+static int link_up(int ifindex)
+{
+	char buf[256];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifinfomsg *ifi;
+
+	nlh->nlmsg_type = RTM_NEWLINK;
+	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_index = ifindex;
+	ifi->ifi_flags = ifi->ifi_change = IFF_UP;
+	return rtnl(nlh);
+}
+
+/*
+ * Address one end of the veth, bring it up and set that side's early
+ * demux: NULL, or what failed (errno says why).
+ */
+static const char *veth_end(const struct path *p, bool client,
+			    bool early_demux)
+{
+	const char *demux = early_demux ? "1" : "0", *what = NULL;
+	int ifindex, err;
+
+	if (enter_ns(client ? p->cli_ns : p->srv_ns))
+		return "setns";
+	ifindex = if_nametoindex(client ? "pd-cli" : "pd-srv");
+	err = ifindex ? 0 : -errno;
+	if (err)
+		what = "no such device";
+	else if ((err = add_addr(AF_INET, ifindex, client ? CLI4 : SRV4, 24)))
+		what = "IPv4 address";
+	else if ((err = add_addr(AF_INET6, ifindex, client ? CLI6 : SRV6, 64)))
+		what = "IPv6 address";
+	else if ((err = link_up(ifindex)))
+		what = "link up";
+	else if ((err = sysctl_set("net/ipv4/tcp_early_demux", demux)) ||
+		 (err = sysctl_set("net/ipv4/udp_early_demux", demux)))
+		what = "net.ipv4.{tcp,udp}_early_demux";
+	go_home(p);
+	errno = -err;
+	return what;
+}
+
+FIXTURE(flow) {
+	struct path p;
 	char out[1024];		/* the last portctl's output */
 };
 
-FIXTURE_SETUP(prec)
+FIXTURE_VARIANT(flow) {
+	int family;
+	bool veth;		/* else loopback, one namespace */
+	bool early_demux;	/* over veth: on, or off in both namespaces */
+};
+
+FIXTURE_VARIANT_ADD(flow, lo4) {
+	.family = AF_INET,
+};
+
+FIXTURE_VARIANT_ADD(flow, veth4) {
+	.family = AF_INET, .veth = true, .early_demux = true,
+};
+
+FIXTURE_VARIANT_ADD(flow, veth4_no_early_demux) {
+	.family = AF_INET, .veth = true, .early_demux = false,
+};
+
+FIXTURE_VARIANT_ADD(flow, veth6) {
+	.family = AF_INET6, .veth = true, .early_demux = true,
+};
+
+FIXTURE_VARIANT_ADD(flow, veth6_no_early_demux) {
+	.family = AF_INET6, .veth = true, .early_demux = false,
+};
+
+FIXTURE_SETUP(flow)
 {
+	struct path *p = &self->p;
+	bool v4 = variant->family == AF_INET;
 	int err = pd_enter_netns();
+	const char *what;
 
 	ASSERT_EQ(0, err) TH_LOG("cannot make a network namespace: %s",
 				 strerror(-err));
+	*p = (struct path){ .family = variant->family, .srv_ns = -1,
+			    .cli_ns = -1 };
+	if (!variant->veth) {
+		p->srv = p->cli = v4 ? LO : "::1";
+		return;
+	}
+	p->srv = v4 ? SRV4 : SRV6;
+	p->cli = v4 ? CLI4 : CLI6;
+
+	/* We stay in the server's namespace; the client gets a new one. */
+	p->srv_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, p->srv_ns);
+	err = pd_enter_netns();
+	ASSERT_EQ(0, err) TH_LOG("the client's namespace: %s", strerror(-err));
+	p->cli_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, p->cli_ns);
+	ASSERT_EQ(0, enter_ns(p->srv_ns));
+
+	/* Made on the client's side, its peer goes to the server's. */
+	ASSERT_EQ(0, enter_ns(p->cli_ns));
+	err = make_veth(p->srv_ns);
+	ASSERT_EQ(0, enter_ns(p->srv_ns));
+	ASSERT_EQ(0, err) TH_LOG("cannot make the veth pair: %s",
+				 strerror(-err));
+	what = veth_end(p, true, variant->early_demux);
+	ASSERT_EQ(NULL, what) TH_LOG("the client's end: %s: %s", what,
+				     strerror(errno));
+	what = veth_end(p, false, variant->early_demux);
+	ASSERT_EQ(NULL, what) TH_LOG("the server's end: %s: %s", what,
+				     strerror(errno));
 }
 
-FIXTURE_TEARDOWN(prec)
+FIXTURE_TEARDOWN(flow)
 {
-	/* The namespace, its table and its sockets go with the process. */
+	/* Namespaces, veth, tables and sockets go with the process. */
 }
 
 /*
@@ -338,16 +704,17 @@ FIXTURE_TEARDOWN(prec)
  * the packets the rule covers) still reach the accepted socket, while a
  * new connection goes to the target.
  */
-TEST_F(prec, established_keeps_its_socket)
+TEST_F(flow, established_keeps_its_socket)
 {
+	const struct path *p = &self->p;
 	int l[2], c, s, c2, s2, i, err;
 
-	l[0] = tcp_listener(PORT);
-	l[1] = tcp_listener(TARGET_PORT);
+	l[0] = tcp_listener(p, PORT);
+	l[1] = tcp_listener(p, TARGET_PORT);
 	ASSERT_LE(0, l[0]);
 	ASSERT_LE(0, l[1]);
 
-	c = pd_connect(AF_INET, SOCK_STREAM, LO, PORT);
+	c = tcp_connect(p, PORT);
 	ASSERT_LE(0, c) TH_LOG("connect to port %d: %s", PORT, strerror(-c));
 	ASSERT_EQ(0, accept_any(l, 2, WAIT_MS, &s))
 		TH_LOG("the normal listener on %d did not get the connection",
@@ -372,7 +739,7 @@ TEST_F(prec, established_keeps_its_socket)
 				 strerror(-err));
 
 	/* A new connection is the target's, with the address the client used. */
-	c2 = pd_connect(AF_INET, SOCK_STREAM, LO, PORT);
+	c2 = tcp_connect(p, PORT);
 	ASSERT_LE(0, c2) TH_LOG("new connection: %s", strerror(-c2));
 	ASSERT_EQ(1, accept_any(l, 2, WAIT_MS, &s2))
 		TH_LOG("a new connection to %d did not reach the target", PORT);
@@ -390,61 +757,48 @@ TEST_F(prec, established_keeps_its_socket)
 		TH_LOG("the target got a connection of the old flow");
 }
 
-/* Run nft with @script on its standard input: nft's exit status, or -1. */
-static int nft(const char *script)
-{
-	FILE *p = popen("nft -f - 2>&1", "w");
-
-	if (!p)
-		return -1;
-	fputs(script, p);
-	return pclose(p);
-}
-
 /*
  * A handshake still in progress (the server side a SYN_RECV request socket)
- * when the rule is added completes on the original listener. nftables
- * drops the client's ACK of the SYN-ACK, so the client is connected while
- * the server waits; the data that finally completes the handshake arrives
- * after the rule exists.
+ * when the rule is added completes on the original listener. nftables on
+ * the client's side drops the client's ACK of the SYN-ACK, so the client
+ * is connected while the server waits; the data that finally completes
+ * the handshake arrives after the rule exists.
  */
-TEST_F(prec, handshake_in_progress_keeps_its_listener)
+TEST_F(flow, handshake_in_progress_keeps_its_listener)
 {
+	const struct path *p = &self->p;
 	char script[512], buf[32];
 	int l[2], c, cport, s, c2, s2, err;
 
-	if (!have_ss())
-		SKIP(return, "ss (iproute2) is not installed");
-	if (system("nft --version >/dev/null 2>&1"))
-		SKIP(return, "nft is not installed");
-	if (nft("add table inet pd_precedence\n"))
-		SKIP(return, "nf_tables is not available");
+	if (!have_nft(p))
+		SKIP(return, "nft is not installed, or nf_tables is not available");
 
-	l[0] = tcp_listener(PORT);
-	l[1] = tcp_listener(TARGET_PORT);
+	l[0] = tcp_listener(p, PORT);
+	l[1] = tcp_listener(p, TARGET_PORT);
 	ASSERT_LE(0, l[0]);
 	ASSERT_LE(0, l[1]);
-	c = tcp_client_bound(0);
+	c = tcp_client_bound(p, 0);
 	ASSERT_LE(0, c);
 	cport = sock_port(c, false);
 
 	snprintf(script, sizeof(script),
 		 "add chain inet pd_precedence out { type filter hook output priority 0; }\n"
-		 "add rule inet pd_precedence out ip saddr 127.0.0.1 tcp sport %d tcp dport %d tcp flags & (syn | ack) == ack counter drop\n",
-		 cport, PORT);
-	ASSERT_EQ(0, nft(script)) TH_LOG("cannot install the nftables drop rule");
+		 "add rule inet pd_precedence out %s saddr %s tcp sport %d tcp dport %d tcp flags & (syn | ack) == ack counter drop\n",
+		 p->family == AF_INET6 ? "ip6" : "ip", p->cli, cport, PORT);
+	ASSERT_EQ(0, nft(p, script))
+		TH_LOG("cannot install the nftables drop rule");
 
-	err = tcp_connect_fd(c, PORT);
+	err = connect_to(p, c, PORT);
 	ASSERT_EQ(0, err) TH_LOG("connect: %s", strerror(-err));
 	/* The client is connected, the server still waits for its ACK. */
 	EXPECT_FALSE(pd_readable(l[0], QUIET_MS))
 		TH_LOG("the handshake completed: the ACK was not dropped");
-	EXPECT_EQ(1, ss_has("syn-recv", PORT, cport))
+	EXPECT_EQ(TCP_SYN_RECV, tcp_state(p, PORT, cport))
 		TH_LOG("no SYN_RECV request socket for port %d", cport);
 
 	ASSERT_EQ(0, rule(self->out, sizeof(self->out), "add", "tcp", PORT,
 			  l[1])) TH_LOG("portctl add: %s", self->out);
-	ASSERT_EQ(0, nft("delete table inet pd_precedence\n"));
+	ASSERT_EQ(0, nft(p, "delete table inet pd_precedence\n"));
 
 	/* Its ACK flag completes the handshake on the request socket. */
 	ASSERT_EQ(6, send(c, "hello!", 6, MSG_NOSIGNAL))
@@ -462,18 +816,19 @@ TEST_F(prec, handshake_in_progress_keeps_its_listener)
 		TH_LOG("the target got a connection");
 
 	/* The rule was in force all along: a new connection is the target's. */
-	c2 = pd_connect(AF_INET, SOCK_STREAM, LO, PORT);
+	c2 = tcp_connect(p, PORT);
 	ASSERT_LE(0, c2);
 	EXPECT_EQ(1, accept_any(l, 2, WAIT_MS, &s2));
 }
 
 /*
- * What reopen_after_time_wait() saw: which of the two listeners accepted
+ * What time_wait() and reopen() saw: which of the two listeners accepted
  * each connection, and the step that failed if one did.
  */
 struct reopen {
 	int first, second;	/* index into l[] of who accepted */
 	int cport;		/* the client's port, both times */
+	uint32_t rcv_nxt;	/* what the TIME_WAIT socket expects next */
 	int c, s;		/* the second connection, both ends */
 	int tw_after;		/* the TIME_WAIT socket after the reopen */
 	int err;		/* errno of the step that failed */
@@ -481,25 +836,46 @@ struct reopen {
 };
 
 /*
- * Connect to port 80 from a port of our own, have the server close first
- * so that its side sits in TIME_WAIT, then connect again from the same
- * port: the same 4-tuple.
+ * The sequence number @fd sends next (its write_seq), read in repair mode
+ * and left without a window probe: 0 or -errno. Needs CAP_NET_ADMIN.
  */
-static void reopen_after_time_wait(const int *l, struct reopen *r)
+static int next_seq(int fd, uint32_t *seq)
+{
+	int on = TCP_REPAIR_ON, off = TCP_REPAIR_OFF_NO_WP;
+	int q = TCP_SEND_QUEUE, none = TCP_NO_QUEUE, err = 0;
+	socklen_t len = sizeof(*seq);
+
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &on, sizeof(on)))
+		return -errno;
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    getsockopt(fd, SOL_TCP, TCP_QUEUE_SEQ, seq, &len))
+		err = -errno;
+	setsockopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, &none, sizeof(none));
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off)) && !err)
+		err = -errno;
+	return err;
+}
+
+/*
+ * Connect to PORT from a port of our own and exchange data; then the
+ * server closes first, so that its side ends in TIME_WAIT, and the client
+ * closes. Its FIN is the last sequence number the TIME_WAIT socket saw.
+ */
+static void time_wait(const struct path *p, const int *l, struct reopen *r)
 {
 	int c, s, err;
 
 	memset(r, 0, sizeof(*r));
 	r->first = r->second = r->c = r->s = -1;
 
-	c = tcp_client_bound(0);
+	c = tcp_client_bound(p, 0);
 	if (c < 0) {
 		r->step = "binding the client";
 		r->err = -c;
 		return;
 	}
 	r->cport = sock_port(c, false);
-	err = tcp_connect_fd(c, PORT);
+	err = connect_to(p, c, PORT);
 	if (err) {
 		r->step = "first connect";
 		r->err = -err;
@@ -511,31 +887,38 @@ static void reopen_after_time_wait(const int *l, struct reopen *r)
 		return;
 	}
 	err = roundtrip(c, s, 0);
+	if (!err)
+		err = next_seq(c, &r->rcv_nxt);
 	if (err) {
-		r->step = "first exchange";
+		r->step = "first exchange, and reading the client's sequence";
 		r->err = -err;
 		return;
 	}
-	/* The server closes first: its side ends in TIME_WAIT. */
+	r->rcv_nxt++;	/* the client's FIN */
 	close(s);
 	if (!sees_eof(c)) {
 		r->step = "the server's FIN";
 		return;
 	}
 	close(c);
-	if (ss_wait("time-wait", PORT, r->cport, 1, WAIT_MS) != 1) {
+	if (wait_state(p, PORT, r->cport, TCP_TIME_WAIT, WAIT_MS) !=
+	    TCP_TIME_WAIT)
 		r->step = "the server side entering TIME_WAIT";
-		return;
-	}
+}
 
-	/* Same 4-tuple; the SYN's timestamp and sequence are newer. */
-	r->c = tcp_client_bound(r->cport);
+/* Connect again from the same port: the same 4-tuple. */
+static void reopen(const struct path *p, const int *l, struct reopen *r)
+{
+	int err;
+
+	/* The SYN's timestamp and sequence are newer. */
+	r->c = tcp_client_bound(p, r->cport);
 	if (r->c < 0) {
 		r->step = "binding the client's port again";
 		r->err = -r->c;
 		return;
 	}
-	err = tcp_connect_fd(r->c, PORT);
+	err = connect_to(p, r->c, PORT);
 	if (err) {
 		r->step = "second connect";
 		r->err = -err;
@@ -546,7 +929,7 @@ static void reopen_after_time_wait(const int *l, struct reopen *r)
 		r->step = "second accept";
 		return;
 	}
-	r->tw_after = ss_has("time-wait", PORT, r->cport);
+	r->tw_after = tcp_state(p, PORT, r->cport) == TCP_TIME_WAIT;
 }
 
 /*
@@ -554,21 +937,22 @@ static void reopen_after_time_wait(const int *l, struct reopen *r)
  * flow: the rule's target takes it, as TPROXY's would, not the normal
  * listener that the stack's own TIME_WAIT handling would pick.
  */
-TEST_F(prec, time_wait_reopen_is_a_new_flow)
+TEST_F(flow, time_wait_reopen_is_a_new_flow)
 {
+	const struct path *p = &self->p;
 	struct reopen r;
 	int l[2];
 
-	if (!have_ss())
-		SKIP(return, "ss (iproute2) is not installed");
-	l[0] = tcp_listener(PORT);
-	l[1] = tcp_listener(TARGET_PORT);
+	l[0] = tcp_listener(p, PORT);
+	l[1] = tcp_listener(p, TARGET_PORT);
 	ASSERT_LE(0, l[0]);
 	ASSERT_LE(0, l[1]);
 	ASSERT_EQ(0, rule(self->out, sizeof(self->out), "add", "tcp", PORT,
 			  l[1])) TH_LOG("portctl add: %s", self->out);
 
-	reopen_after_time_wait(l, &r);
+	time_wait(p, l, &r);
+	if (!r.step)
+		reopen(p, l, &r);
 	ASSERT_TRUE(r.step == NULL)
 		TH_LOG("%s failed: %s", r.step, strerror(r.err));
 	ASSERT_EQ(1, r.first) TH_LOG("the first connection was not steered");
@@ -588,21 +972,22 @@ TEST_F(prec, time_wait_reopen_is_a_new_flow)
  * the hook busy) goes to the normal listener: the stack itself accepts the
  * reopening SYN, so the test above exercises the TIME_WAIT path.
  */
-TEST_F(prec, time_wait_reopen_without_rule_goes_to_listener)
+TEST_F(flow, time_wait_reopen_without_rule_goes_to_listener)
 {
+	const struct path *p = &self->p;
 	struct reopen r;
 	int l[2];
 
-	if (!have_ss())
-		SKIP(return, "ss (iproute2) is not installed");
-	l[0] = tcp_listener(PORT);
-	l[1] = tcp_listener(TARGET_PORT);
+	l[0] = tcp_listener(p, PORT);
+	l[1] = tcp_listener(p, TARGET_PORT);
 	ASSERT_LE(0, l[0]);
 	ASSERT_LE(0, l[1]);
 	ASSERT_EQ(0, rule(self->out, sizeof(self->out), "add", "tcp", PORT + 1,
 			  l[1])) TH_LOG("portctl add: %s", self->out);
 
-	reopen_after_time_wait(l, &r);
+	time_wait(p, l, &r);
+	if (!r.step)
+		reopen(p, l, &r);
 	ASSERT_TRUE(r.step == NULL)
 		TH_LOG("%s failed: %s", r.step, strerror(r.err));
 	ASSERT_EQ(0, r.first);
@@ -614,18 +999,285 @@ TEST_F(prec, time_wait_reopen_without_rule_goes_to_listener)
 	EXPECT_EQ(0, roundtrip(r.c, r.s, 1));
 }
 
+/* Ones' complement sum of @len bytes taken as big-endian 16-bit words. */
+static uint32_t csum_add(uint32_t sum, const void *buf, size_t len)
+{
+	const uint8_t *b = buf;
+	size_t i;
+
+	for (i = 0; i + 1 < len; i += 2)
+		sum += b[i] << 8 | b[i + 1];
+	if (len & 1)
+		sum += b[len - 1] << 8;
+	return sum;
+}
+
+/*
+ * The checksum of a TCP header without options or payload, from the
+ * client to the server, with its pseudo-header (for both families the
+ * same sum: addresses, protocol, length).
+ */
+static uint16_t tcp_csum(const struct path *p, const struct tcphdr *th)
+{
+	size_t alen = p->family == AF_INET ? 4 : 16;
+	uint8_t src[16], dst[16];
+	uint32_t sum;
+
+	inet_pton(p->family, p->cli, src);
+	inet_pton(p->family, p->srv, dst);
+	sum = csum_add(0, src, alen);
+	sum = csum_add(sum, dst, alen);
+	sum += IPPROTO_TCP + sizeof(*th);
+	sum = csum_add(sum, th, sizeof(*th));
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return htons(~sum & 0xffff);
+}
+
+/* A raw TCP socket on the client's address: it sends what we craft. */
+static int raw_tcp(const struct path *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = pd_sockaddr(p->family, p->cli, 0, &ss);
+	int fd = cli_socket(p, SOCK_RAW, IPPROTO_TCP);
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&ss, len)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/*
+ * A SYN from the client's @cport to the server's PORT with sequence
+ * number @seq, no options (so no timestamp), and a checksum that is right
+ * or, with @bad_csum, wrong.
+ */
+static int send_syn(const struct path *p, int raw, int cport, uint32_t seq,
+		    bool bad_csum)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = pd_sockaddr(p->family, p->srv, 0, &ss);
+	struct tcphdr th = {
+		.source = htons(cport),
+		.dest = htons(PORT),
+		.seq = htonl(seq),
+		.doff = sizeof(th) / 4,
+		.syn = 1,
+		.window = htons(65535),
+	};
+
+	th.check = tcp_csum(p, &th);
+	if (bad_csum)
+		th.check ^= htons(0x5a5a);
+	if (sendto(raw, &th, sizeof(th), 0, (struct sockaddr *)&ss, len) !=
+	    sizeof(th))
+		return -errno;
+	return 0;
+}
+
+/* The MSS option of a TCP header of @len bytes, 0 if it has none. */
+static int tcp_mss(const struct tcphdr *th, size_t len)
+{
+	const uint8_t *o = (const uint8_t *)(th + 1);
+	size_t i = 0, n = th->doff * 4;
+
+	if (n > len)
+		n = len;
+	if (n < sizeof(*th))
+		return 0;
+	n -= sizeof(*th);
+	while (i < n && o[i] != TCPOPT_EOL) {
+		if (o[i] == TCPOPT_NOP) {
+			i++;
+			continue;
+		}
+		if (i + 1 >= n || o[i + 1] < 2)
+			break;
+		if (o[i] == TCPOPT_MAXSEG && o[i + 1] == 4 && i + 4 <= n)
+			return o[i + 2] << 8 | o[i + 3];
+		i += o[i + 1];
+	}
+	return 0;
+}
+
+/*
+ * Wait up to @ms for a SYN-ACK from the server's PORT to the client's
+ * @cport, read on the raw socket: the MSS it advertises (0: none), or -1
+ * when none came.
+ */
+static int synack_mss(const struct path *p, int raw, int cport, int ms)
+{
+	long end = now_ms() + ms, left;
+	uint8_t buf[2048];
+
+	while ((left = end - now_ms()) > 0 && pd_readable(raw, left)) {
+		const struct tcphdr *th;
+		ssize_t n = recv(raw, buf, sizeof(buf), MSG_DONTWAIT);
+		size_t off = 0;
+
+		if (n <= 0)
+			continue;
+		/* IPv4 raw sockets get the IP header, IPv6 ones do not. */
+		if (p->family == AF_INET)
+			off = (buf[0] & 0xf) * 4;
+		if ((size_t)n < off + sizeof(*th))
+			continue;
+		th = (const struct tcphdr *)(buf + off);
+		if (ntohs(th->source) == PORT && ntohs(th->dest) == cport &&
+		    th->syn && th->ack)
+			return tcp_mss(th, n - off);
+	}
+	return -1;
+}
+
+/* A TCP counter of /proc/net/snmp (the namespace's), -1 if not found. */
+static long tcp_counter(const char *name)
+{
+	char names[1024] = "", line[1024], *ns, *vs, *n, *v;
+	FILE *f = fopen("/proc/net/snmp", "r");
+	long value = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Tcp:", 4))
+			continue;
+		if (!names[0]) {
+			memcpy(names, line, sizeof(names));
+			continue;
+		}
+		n = strtok_r(names, " \n", &ns);
+		v = strtok_r(line, " \n", &vs);
+		for (; n && v; n = strtok_r(NULL, " \n", &ns),
+		     v = strtok_r(NULL, " \n", &vs))
+			if (!strcmp(n, name))
+				value = strtol(v, NULL, 10);
+		break;
+	}
+	fclose(f);
+	return value;
+}
+
+/* A listener whose SYN-ACKs advertise MARK_MSS: they say who answered. */
+static int marked_listener(const struct path *p, int port)
+{
+	int fd = tcp_listener(p, port), mss = MARK_MSS;
+
+	if (fd >= 0 &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+enum syn_kind { GOOD_SYN, BAD_CHECKSUM, OLD_SEQUENCE };
+
+static const char *const syn_kind_name[] = {
+	[GOOD_SYN] = "a good SYN",
+	[BAD_CHECKSUM] = "a SYN with a bad checksum",
+	[OLD_SEQUENCE] = "a SYN with an old sequence number",
+};
+
+/*
+ * The rule's target served a connection whose server side is now in
+ * TIME_WAIT; a crafted SYN of @kind reuses its 4-tuple. TCP would reopen
+ * the 4-tuple for a good SYN only: then the target must answer and the
+ * TIME_WAIT socket be gone. Any other SYN must reach no listener and
+ * leave the TIME_WAIT socket alone.
+ */
+static void __crafted_syn(struct __test_metadata *_metadata,
+			  const struct path *p, char *out, size_t outlen,
+			  enum syn_kind kind)
+{
+	const char *what = syn_kind_name[kind];
+	long csum_errors;
+	struct reopen r;
+	int l[2], raw, mss, tw;
+	uint32_t seq;
+
+	/*
+	 * The client's stack answers the TIME_WAIT socket's ACK to an
+	 * unacceptable SYN with an RST, which would end TIME_WAIT (RFC
+	 * 1337's hazard) before the test looks: the TIME_WAIT socket here
+	 * ignores RSTs.
+	 */
+	ASSERT_EQ(0, sysctl_set("net/ipv4/tcp_rfc1337", "1"));
+	l[0] = tcp_listener(p, PORT);
+	l[1] = marked_listener(p, TARGET_PORT);
+	ASSERT_LE(0, l[0]);
+	ASSERT_LE(0, l[1]);
+	ASSERT_EQ(0, rule(out, outlen, "add", "tcp", PORT, l[1]))
+		TH_LOG("portctl add: %s", out);
+
+	time_wait(p, l, &r);
+	ASSERT_TRUE(r.step == NULL)
+		TH_LOG("%s failed: %s", r.step, strerror(r.err));
+	ASSERT_EQ(1, r.first) TH_LOG("the first connection was not steered");
+
+	raw = raw_tcp(p);
+	ASSERT_LE(0, raw) TH_LOG("raw TCP socket: %s", strerror(-raw));
+	/* Far from rcv_nxt either way, within 2^31: before or after it. */
+	seq = r.rcv_nxt + (kind == OLD_SEQUENCE ? -(1u << 20) : 1u << 20);
+	csum_errors = tcp_counter("InCsumErrors");
+	ASSERT_EQ(0, send_syn(p, raw, r.cport, seq, kind == BAD_CHECKSUM));
+	mss = synack_mss(p, raw, r.cport, kind == GOOD_SYN ? WAIT_MS : QUIET_MS);
+	tw = tcp_state(p, PORT, r.cport) == TCP_TIME_WAIT;
+	TH_LOG("%s: sequence %u, TIME_WAIT expects %u; SYN-ACK MSS %d (%d marks the target); TIME_WAIT after: %d; TCP checksum errors %+ld",
+	       what, seq, r.rcv_nxt, mss, MARK_MSS, tw,
+	       tcp_counter("InCsumErrors") - csum_errors);
+
+	if (kind == GOOD_SYN) {
+		EXPECT_EQ(MARK_MSS, mss)
+			TH_LOG("%s for a TIME_WAIT 4-tuple was answered by %s, not the rule's target",
+			       what, mss < 0 ? "nobody" : "the normal listener");
+		EXPECT_EQ(0, tw)
+			TH_LOG("the TIME_WAIT socket outlived %s that TCP accepts",
+			       what);
+		return;
+	}
+	EXPECT_EQ(-1, mss)
+		TH_LOG("%s that TCP refuses in TIME_WAIT reached %s",
+		       what, mss == MARK_MSS ? "the rule's target" :
+					       "the normal listener");
+	EXPECT_EQ(1, tw)
+		TH_LOG("%s that TCP refuses ended the TIME_WAIT socket", what);
+}
+
+#define crafted_syn(kind)						\
+	__crafted_syn(_metadata, &self->p, self->out, sizeof(self->out), kind)
+
+TEST_F(flow, time_wait_good_syn_reopens_to_target)
+{
+	crafted_syn(GOOD_SYN);
+}
+
+TEST_F(flow, time_wait_kept_on_bad_checksum)
+{
+	crafted_syn(BAD_CHECKSUM);
+}
+
+TEST_F(flow, time_wait_kept_on_old_sequence)
+{
+	crafted_syn(OLD_SEQUENCE);
+}
+
 #define UDP_PORT	5353
 #define UDP_TARGET_PORT	5354
 
-static int udp_bound(int port)
+static int udp_bound(const struct path *p, int port)
 {
-	return pd_server(AF_INET, SOCK_DGRAM, LO, port, false);
+	return pd_server(p->family, SOCK_DGRAM, p->srv, port, false);
 }
 
-static int udp_send(int fd, int port, const char *msg)
+/* Send @msg from @fd (a client socket) to the server's @port. */
+static int udp_send(const struct path *p, int fd, int port, const char *msg)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = pd_sockaddr(AF_INET, LO, port, &ss);
+	socklen_t len = pd_sockaddr(p->family, p->srv, port, &ss);
 
 	if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&ss, len) < 0)
 		return -errno;
@@ -634,13 +1286,14 @@ static int udp_send(int fd, int port, const char *msg)
 
 /*
  * A datagram waiting on @fd within @ms: its length (-1 if none), the
- * sender's port in *@peer and, where the socket asked for
- * IP_RECVORIGDSTADDR, the port it was sent to in *@dst.
+ * sender's port in *@peer and, where the socket asked for its original
+ * destination (IP_RECVORIGDSTADDR, IPV6_RECVORIGDSTADDR), the port it was
+ * sent to in *@dst.
  */
 static int udp_recv(int fd, char *buf, size_t len, int ms, int *peer,
 		    int *dst)
 {
-	char cbuf[CMSG_SPACE(sizeof(struct sockaddr_in))];
+	char cbuf[CMSG_SPACE(sizeof(struct sockaddr_in6))];
 	struct sockaddr_storage from;
 	struct iovec iov = { .iov_base = buf, .iov_len = len - 1 };
 	struct msghdr mh = {
@@ -659,50 +1312,64 @@ static int udp_recv(int fd, char *buf, size_t len, int ms, int *peer,
 		return -1;
 	buf[n] = '\0';
 	*peer = pd_sockaddr_port(&from);
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_IP &&
-		    cm->cmsg_type == IP_ORIGDSTADDR)
-			*dst = ntohs(((struct sockaddr_in *)
-				      CMSG_DATA(cm))->sin_port);
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		struct sockaddr_storage ss = { 0 };
+		size_t clen = cm->cmsg_len - CMSG_LEN(0);
+
+		if ((cm->cmsg_level == SOL_IP &&
+		     cm->cmsg_type == IP_ORIGDSTADDR) ||
+		    (cm->cmsg_level == SOL_IPV6 &&
+		     cm->cmsg_type == IPV6_ORIGDSTADDR)) {
+			memcpy(&ss, CMSG_DATA(cm),
+			       clen < sizeof(ss) ? clen : sizeof(ss));
+			*dst = pd_sockaddr_port(&ss);
+		}
+	}
 	return n;
 }
 
 /*
- * A UDP socket on 127.0.0.1:5353 connected to client C keeps C's
+ * A UDP socket on the server's 5353 connected to client C keeps C's
  * datagrams after a rule for 5353; datagrams from another client D are
  * new flows and go to the target, with their destination intact.
  */
-TEST_F(prec, connected_udp_keeps_its_datagrams)
+TEST_F(flow, connected_udp_keeps_its_datagrams)
 {
+	const struct path *p = &self->p;
+	int u, t, cl, d, cport, dport, i, n, peer, dst, err, on = 1;
 	struct sockaddr_storage ss;
-	int u, t, cl, d, cport, dport, i, n, peer, dst;
 	char msg[64], buf[128];
 	socklen_t len;
 
-	cl = udp_bound(0);
-	d = udp_bound(0);
+	cl = client_bound(p, SOCK_DGRAM, 0);
+	d = client_bound(p, SOCK_DGRAM, 0);
 	ASSERT_LE(0, cl);
 	ASSERT_LE(0, d);
 	cport = sock_port(cl, false);
 	dport = sock_port(d, false);
 
-	u = udp_bound(UDP_PORT);
+	u = udp_bound(p, UDP_PORT);
 	ASSERT_LE(0, u);
-	len = pd_sockaddr(AF_INET, LO, cport, &ss);
+	len = pd_sockaddr(p->family, p->cli, cport, &ss);
 	ASSERT_EQ(0, connect(u, (struct sockaddr *)&ss, len));
-	t = udp_bound(UDP_TARGET_PORT);
+	t = udp_bound(p, UDP_TARGET_PORT);
 	ASSERT_LE(0, t);
-	ASSERT_EQ(0, setsockopt(t, SOL_IP, IP_RECVORIGDSTADDR, &(int){ 1 },
-				sizeof(int)));
+	if (p->family == AF_INET)
+		err = setsockopt(t, SOL_IP, IP_RECVORIGDSTADDR, &on, sizeof(on));
+	else
+		err = setsockopt(t, SOL_IPV6, IPV6_RECVORIGDSTADDR, &on,
+				 sizeof(on));
+	ASSERT_EQ(0, err) TH_LOG("asking for the original destination: %s",
+				 strerror(errno));
 
 	ASSERT_EQ(0, rule(self->out, sizeof(self->out), "add", "udp",
 			  UDP_PORT, t)) TH_LOG("portctl add: %s", self->out);
 
 	for (i = 0; i < 4; i++) {
 		snprintf(msg, sizeof(msg), "from C %d", i);
-		ASSERT_EQ(0, udp_send(cl, UDP_PORT, msg));
+		ASSERT_EQ(0, udp_send(p, cl, UDP_PORT, msg));
 		snprintf(msg, sizeof(msg), "from D %d", i);
-		ASSERT_EQ(0, udp_send(d, UDP_PORT, msg));
+		ASSERT_EQ(0, udp_send(p, d, UDP_PORT, msg));
 	}
 	for (i = 0; i < 4; i++) {
 		snprintf(msg, sizeof(msg), "from C %d", i);
@@ -731,6 +1398,25 @@ TEST_F(prec, connected_udp_keeps_its_datagrams)
 	EXPECT_EQ(5, n);
 	EXPECT_EQ(UDP_PORT, peer);
 }
+
+/* The tests below run on loopback, in one namespace. */
+FIXTURE(prec) {
+	char out[1024];		/* the last portctl's output */
+};
+
+FIXTURE_SETUP(prec)
+{
+	int err = pd_enter_netns();
+
+	ASSERT_EQ(0, err) TH_LOG("cannot make a network namespace: %s",
+				 strerror(-err));
+}
+
+FIXTURE_TEARDOWN(prec)
+{
+	/* The namespace, its table and its sockets go with the process. */
+}
+
 
 /*
  * Replace churn: a client connects to 80 in a loop, each connection
@@ -877,8 +1563,8 @@ TEST_F_TIMEOUT(prec, replace_is_atomic, 120)
 	int c, s, l[2], i, rc, bad_rc = 0;
 	unsigned long seen_switch = 0;
 
-	ch.lfd[0] = tcp_listener(TARGET_PORT + 1);
-	ch.lfd[1] = tcp_listener(TARGET_PORT + 2);
+	ch.lfd[0] = tcp_listener(&lo4, TARGET_PORT + 1);
+	ch.lfd[1] = tcp_listener(&lo4, TARGET_PORT + 2);
 	ASSERT_LE(0, ch.lfd[0]);
 	ASSERT_LE(0, ch.lfd[1]);
 	l[0] = ch.lfd[0];
@@ -959,8 +1645,8 @@ TEST_F_TIMEOUT(prec, rule_disturbs_no_open_connection, 60)
 	size_t up[NCONN], down[NCONN];
 	int c[NCONN], s[NCONN], l[2], i, err, c2, s2;
 
-	l[0] = tcp_listener(PORT);
-	l[1] = tcp_listener(TARGET_PORT);
+	l[0] = tcp_listener(&lo4, PORT);
+	l[1] = tcp_listener(&lo4, TARGET_PORT);
 	ASSERT_LE(0, l[0]);
 	ASSERT_LE(0, l[1]);
 
