@@ -11,10 +11,31 @@
  * of the sockets it assigns. Sinks print "ready" once bound, and their count when terminated; sources
  * print what they managed. The benchmark divides counts; it never asks for
  * an absolute rate to be anything in particular.
+ *
+ * For counting instructions (scripts/bench/icount, in a guest where one
+ * nanosecond of CLOCK_MONOTONIC is one instruction):
+ *
+ *   load udp-hold  [-t] -p PORT    bind PORT on 0.0.0.0 and on [::]
+ *                                  (IPV6_V6ONLY), never read, until SIGTERM
+ *   load tcp-echo  [-t] -p PORT    listen the same way; per connection read
+ *                                  one byte, write one, close
+ *   load udp-count [-6] -a ADDR -p PORT -n COUNT [-w WARMUP]
+ *   load tcp-count [-6] -a ADDR -p PORT -n COUNT [-w WARMUP] [-s SPORT] [-k PORTS]
+ *
+ * The two sinks print "ready FD4 FD6", their two sockets' descriptors. The
+ * counts first do WARMUP operations untimed, then COUNT timed ones, and
+ * print the nanoseconds per operation with one decimal: udp-count sends
+ * 64-byte datagrams on a connected socket; tcp-count connects, writes a
+ * byte, reads the reply and closes with a reset (SO_LINGER 0, so that no
+ * TIME_WAIT is left), binding its source ports SPORT to SPORT+PORTS-1 in
+ * turn (the kernel's own choice of a port is random, and so would be the
+ * work of finding one). Any failed operation is an error: nothing answered
+ * on the port, or the rule did not steer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -123,21 +144,212 @@ static int source(int family, int type, const char *addr, int port,
 	return 0;
 }
 
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Sockets on PORT of both families, the IPv6 one IPv6 only. */
+static int bind_both(int type, int port, bool transparent, int fds[2])
+{
+	static const int families[2] = { AF_INET, AF_INET6 };
+
+	for (int i = 0; i < 2; i++) {
+		int family = families[i], one = 1;
+		struct sockaddr_storage ss;
+		socklen_t len = pd_sockaddr(family, i ? "::" : "0.0.0.0", port, &ss);
+		int fd = socket(family, type, 0);
+
+		if (fd < 0) {
+			perror("load: socket");
+			return -1;
+		}
+		fds[i] = fd;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (family == AF_INET6 &&
+		    setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &one, sizeof(one))) {
+			perror("load: IPV6_V6ONLY");
+			return -1;
+		}
+		if (transparent &&
+		    setsockopt(fd, i ? SOL_IPV6 : SOL_IP,
+			       i ? IPV6_TRANSPARENT : IP_TRANSPARENT,
+			       &one, sizeof(one))) {
+			perror("load: IP_TRANSPARENT");
+			return -1;
+		}
+		if (bind(fd, (struct sockaddr *)&ss, len) ||
+		    (type == SOCK_STREAM && listen(fd, 4096))) {
+			perror("load: bind");
+			return -1;
+		}
+	}
+	printf("ready %d %d\n", fds[0], fds[1]);
+	fflush(stdout);
+	return 0;
+}
+
+static int udp_hold(int port, bool transparent)
+{
+	int fds[2] = { -1, -1 };
+
+	if (bind_both(SOCK_DGRAM, port, transparent, fds))
+		return 1;
+	while (!stop)
+		pause();
+	close(fds[0]);
+	close(fds[1]);
+	return 0;
+}
+
+static int tcp_echo(int port, bool transparent)
+{
+	struct pollfd pfd[2] = { { .fd = -1 }, { .fd = -1 } };
+	int fds[2] = { -1, -1 };
+
+	if (bind_both(SOCK_STREAM, port, transparent, fds))
+		return 1;
+	for (int i = 0; i < 2; i++)
+		pfd[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+	while (!stop) {
+		if (poll(pfd, 2, -1) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			char byte;
+			int c;
+
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			c = accept(fds[i], NULL, NULL);
+			if (c < 0)
+				continue;
+			if (read(c, &byte, 1) == 1 && write(c, &byte, 1) != 1)
+				perror("load: tcp-echo write");
+			close(c);
+		}
+	}
+	close(fds[0]);
+	close(fds[1]);
+	return 0;
+}
+
+/* Print nanoseconds per operation: under -icount, instructions. */
+static int report(long long start, long long end, long count)
+{
+	printf("%.1f\n", (double)(end - start) / count);
+	return 0;
+}
+
+static int udp_count(int family, const char *addr, int port, long count,
+		     long warmup)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = pd_sockaddr(family, addr, port, &ss);
+	char buf[64] = { 0 };
+	long long start = 0;
+	long failed = 0;
+	int fd = socket(family, SOCK_DGRAM, 0);
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len)) {
+		perror("load: udp-count");
+		return 1;
+	}
+	for (long i = -warmup; i < count; i++) {
+		if (i == 0)
+			start = now_ns();
+		if (send(fd, buf, sizeof(buf), 0) != sizeof(buf))
+			failed++;
+	}
+	long long end = now_ns();
+
+	close(fd);
+	if (failed) {
+		fprintf(stderr, "load: udp-count: %ld of %ld datagrams to %s port %d failed\n",
+			failed, warmup + count, addr, port);
+		return 1;
+	}
+	return report(start, end, count);
+}
+
+static int tcp_once(int family, const struct sockaddr_storage *dst,
+		    socklen_t len, int sport)
+{
+	struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+	struct sockaddr_storage src;
+	socklen_t srclen = pd_sockaddr(family, family == AF_INET ? "0.0.0.0" : "::",
+				       sport, &src);
+	int c = socket(family, SOCK_STREAM, 0), one = 1, err = 0;
+	char byte = 'x';
+
+	if (c < 0)
+		return -1;
+	setsockopt(c, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(c, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	if (bind(c, (struct sockaddr *)&src, srclen) ||
+	    connect(c, (const struct sockaddr *)dst, len) ||
+	    write(c, &byte, 1) != 1)
+		err = errno;
+	else
+		switch (read(c, &byte, 1)) {
+		case 1: break;
+		case 0: err = ECONNRESET; break;	/* closed without a reply */
+		default: err = errno;
+		}
+	close(c);
+	errno = err;
+	return err ? -1 : 0;
+}
+
+static int tcp_count(int family, const char *addr, int port, long count,
+		     long warmup, int sport, int nports)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = pd_sockaddr(family, addr, port, &ss);
+	long long start = 0;
+
+	if (sport < 1 || nports < 1 || sport + nports - 1 > 65535) {
+		fprintf(stderr, "load: tcp-count: source ports %d-%d out of range\n",
+			sport, sport + nports - 1);
+		return 2;
+	}
+	for (long i = -warmup; i < count; i++) {
+		/* The same ports in the same order, warm-up or not. */
+		int p = sport + (int)((i + warmup) % nports);
+
+		if (i == 0)
+			start = now_ns();
+		if (tcp_once(family, &ss, len, p)) {
+			fprintf(stderr, "load: tcp-count: connection %ld from port %d to %s port %d: %s\n",
+				i + warmup + 1, p, addr, port, strerror(errno));
+			return 1;
+		}
+	}
+	return report(start, now_ns(), count);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "", *addr = "127.0.0.1";
-	int family = AF_INET, port = 0, c;
+	int family = AF_INET, port = 0, sport = 40000, nports = 64, c;
+	long count = 100000, warmup = -1;	/* -1: 1,000 datagrams, or PORTS connections */
 	bool transparent = false;
 	double seconds = 2;
 
 	optind = 2;
-	while ((c = getopt(argc, argv, "6ta:p:d:")) != -1) {
+	while ((c = getopt(argc, argv, "6ta:p:d:n:w:s:k:")) != -1) {
 		switch (c) {
 		case 't': transparent = true; break;
 		case '6': family = AF_INET6; addr = "::1"; break;
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
 		case 'd': seconds = atof(optarg); break;
+		case 'n': count = atol(optarg); break;
+		case 'w': warmup = atol(optarg); break;
+		case 's': sport = atoi(optarg); break;
+		case 'k': nports = atoi(optarg); break;
 		default: return 2;
 		}
 	}
@@ -154,6 +366,21 @@ int main(int argc, char **argv)
 		return source(family, SOCK_DGRAM, addr, port, seconds);
 	if (!strcmp(mode, "tcp-conn"))
 		return source(family, SOCK_STREAM, addr, port, seconds);
-	fprintf(stderr, "usage: load udp-sink|tcp-sink|udp-flood|tcp-conn [-6] [-a ADDR] -p PORT [-d SECONDS]\n");
+	if (count < 1 || warmup < -1) {
+		fprintf(stderr, "load: -n must be at least 1, -w at least 0\n");
+		return 2;
+	}
+	if (!strcmp(mode, "udp-hold"))
+		return udp_hold(port, transparent);
+	if (!strcmp(mode, "tcp-echo"))
+		return tcp_echo(port, transparent);
+	if (!strcmp(mode, "udp-count"))
+		return udp_count(family, addr, port, count, warmup < 0 ? 1000 : warmup);
+	if (!strcmp(mode, "tcp-count"))
+		return tcp_count(family, addr, port, count, warmup < 0 ? nports : warmup,
+				 sport, nports);
+	fprintf(stderr, "usage: load udp-sink|tcp-sink|udp-flood|tcp-conn [-6] [-t] [-a ADDR] -p PORT [-d SECONDS]\n"
+			"       load udp-hold|tcp-echo [-t] -p PORT\n"
+			"       load udp-count|tcp-count [-6] [-a ADDR] -p PORT [-n COUNT] [-w WARMUP] [-s SPORT] [-k PORTS]\n");
 	return 2;
 }
