@@ -8,6 +8,8 @@ DESTDIR	?=
 RELEASE	= $(shell scripts/kernel-info $(KVER) release)
 VERSION	:= $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 DKMS_SRC = $(DESTDIR)/usr/src/portdispatch-$(VERSION)
+# Instruction counts run on both Debian kernels, unless KVER names one.
+BENCH_KERNELS = $(if $(filter file,$(origin KVER)),6.1 6.12,$(KVER))
 
 all: module portctl selftests		## the module for KVER (default 6.1), portctl, the test helpers
 
@@ -30,8 +32,11 @@ demo:					## show it working, in a guest (sets up what is missing)
 check:					## every build, style check and selftest, on every kernel
 	@scripts/check
 
-bench:					## benchmarks in a 6.1 guest (KVER to choose); ratios only, never a failure
+bench: bench-icount			## bench-icount, then wall-clock ratios in a 6.1 guest (KVER: that kernel only); never fails on speed
 	@scripts/bench/run --kernel $(KVER)
+
+bench-icount:				## instructions per datagram and per connection, in a 6.1 then a 6.12 guest (KVER: that one only)
+	@for k in $(BENCH_KERNELS); do scripts/bench/icount --kernel $$k || exit; done
 
 debug-kernel:				## build (once) the KASAN/lockdep kernel the tests also use
 	@scripts/debug-kernel --ensure
@@ -63,4 +68,4 @@ clean:					## remove build/ (the caches outside the tree stay)
 help:					## this list
 	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | expand -t 16
 
-.PHONY: all module modules portctl selftests demo check bench debug-kernel install dkms-install dkms-uninstall clean help
+.PHONY: all module modules portctl selftests demo check bench bench-icount debug-kernel install dkms-install dkms-uninstall clean help
