@@ -59,8 +59,8 @@ static const struct pd_entry *pd_group_find(const struct pd_portset *set,
 	return NULL;
 }
 
-struct pd_rule *pd_portset_match(const struct pd_portset *set, u8 family,
-				 const union pd_addr *daddr)
+struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
+					u8 family, const union pd_addr *daddr)
 {
 	const struct pd_group *g = set->groups;
 	const struct pd_group *end = g + set->nr_groups[0];
@@ -218,6 +218,11 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 		pd_portset_free(set);
 		return NULL;
 	}
+	/* Longest first: a rule without a prefix ends its family's entries. */
+	if (v4 && !entries[v4 - 1].rule->key.plen)
+		set->any[0] = entries[v4 - 1].rule;
+	if (v6 && !entries[v4 + v6 - 1].rule->key.plen)
+		set->any[1] = entries[v4 + v6 - 1].rule;
 	refcount_set(&set->ref, refs);
 	return set;
 }

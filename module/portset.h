@@ -12,6 +12,7 @@
 
 #include <linux/list.h>
 #include <linux/refcount.h>
+#include <linux/socket.h>
 #include <linux/types.h>
 
 #include "addr.h"
@@ -34,6 +35,7 @@ struct pd_group {
 struct pd_portset {
 	refcount_t	ref;		/* blocks pointing here */
 	u16		nr_groups[2];	/* IPv4, then IPv6 */
+	struct pd_rule	*any[2];	/* the rule without a prefix, if any */
 	struct pd_entry	*entries;
 	struct pd_group	groups[];
 };
@@ -42,7 +44,20 @@ struct pd_portset {
 struct pd_portset *pd_portset_build(struct list_head *active,
 				    unsigned int refs);
 void pd_portset_put(struct pd_portset *set);
-struct pd_rule *pd_portset_match(const struct pd_portset *set, u8 family,
-				 const union pd_addr *daddr);
+struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
+					u8 family, const union pd_addr *daddr);
+
+/* The rule for @daddr, or NULL. */
+static inline struct pd_rule *pd_portset_match(const struct pd_portset *set,
+					       u8 family,
+					       const union pd_addr *daddr)
+{
+	unsigned int f = family == AF_INET6;
+
+	/* Most ports have one rule, for every address. */
+	if (set->nr_groups[f] == 1 && set->any[f])
+		return set->any[f];
+	return pd_portset_match_prefix(set, family, daddr);
+}
 
 #endif /* _PD_PORTSET_H */
