@@ -13,8 +13,9 @@
  *     flows, and TPROXY or bpf_sk_assign may have chosen one;
  *  2. the table: no rule covers the port, nothing else happens;
  *  3. a flow that has a socket all the same keeps it (early demux does
- *     not run on loopback, nor when it is switched off), except a SYN that
- *     TCP would let reopen a TIME_WAIT connection: that is a new flow;
+ *     not run on loopback, nor when it is switched off), and the packet
+ *     carries it on, as early demux would have; except a SYN that TCP
+ *     would let reopen a TIME_WAIT connection: that is a new flow;
  *  4. the rule's target takes the new flow if it can; if it cannot, the
  *     stack's normal lookup answers, exactly as without the rule.
  */
@@ -29,10 +30,14 @@
 #include <net/inet_timewait_sock.h>
 #include <net/ip.h>
 #include <net/ipv6.h>
+#include <net/ipv6_frag.h>
 #include <net/route.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
+#include <net/netfilter/ipv6/nf_defrag_ipv6.h>
+#include <net/udp.h>
 
+#include "compat.h"
 #include "hook.h"
 #include "lookup.h"
 #include "packet.h"
@@ -41,72 +46,19 @@
 #include "table.h"
 #include "timewait.h"
 
-static bool pd_parse_ports(struct sk_buff *skb, u8 protocol,
-			   unsigned int thoff, struct pd_packet *pkt)
+/* What the decisions after the table need of a TCP header. */
+static inline bool pd_parse_tcp(struct sk_buff *skb, struct pd_packet *pkt)
 {
-	pkt->thoff = thoff;
+	const struct tcphdr *th;
+	struct tcphdr _th;
 
-	if (protocol == IPPROTO_TCP) {
-		const struct tcphdr *th;
-		struct tcphdr _th;
-
-		th = skb_header_pointer(skb, thoff, sizeof(_th), &_th);
-		/* TCP drops a header shorter than its fixed part. */
-		if (!th || th->doff < sizeof(*th) / 4)
-			return false;
-		pkt->proto = PD_TCP;
-		pkt->sport = th->source;
-		pkt->dport = th->dest;
-		pkt->tcp_syn_only = th->syn && !th->ack && !th->rst && !th->fin;
-		pkt->thlen = __tcp_hdrlen(th);
-		return true;
-	}
-
-	if (protocol == IPPROTO_UDP) {
-		const struct udphdr *uh;
-		struct udphdr _uh;
-
-		uh = skb_header_pointer(skb, thoff, sizeof(_uh), &_uh);
-		if (!uh)
-			return false;
-		pkt->proto = PD_UDP;
-		pkt->sport = uh->source;
-		pkt->dport = uh->dest;
-		pkt->tcp_syn_only = false;
-		pkt->thlen = sizeof(*uh);
-		return true;
-	}
-
-	return false;
-}
-
-/* What the table needs. IPv4 reaches LOCAL_IN reassembled. */
-static bool pd_parse_ipv4(struct sk_buff *skb, struct pd_packet *pkt)
-{
-	const struct iphdr *iph = ip_hdr(skb);
-
-	pkt->family = AF_INET;
-	pkt->daddr.v4 = iph->daddr;
-	return pd_parse_ports(skb, iph->protocol, ip_hdrlen(skb), pkt);
-}
-
-static bool pd_parse_ipv6(struct sk_buff *skb, struct pd_packet *pkt)
-{
-	const struct ipv6hdr *ip6h = ipv6_hdr(skb);
-	unsigned int thoff = sizeof(*ip6h);
-	int protocol = ip6h->nexthdr, flags = 0;
-
-	pkt->family = AF_INET6;
-	pkt->daddr.v6 = ip6h->daddr;
-	/* Most packets have no extension header to walk. */
-	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) {
-		thoff = 0;
-		protocol = ipv6_find_hdr(skb, &thoff, -1, NULL, &flags);
-		/* A fragment here is one that netfilter did not reassemble. */
-		if (protocol < 0 || (flags & IP6_FH_F_FRAG))
-			return false;
-	}
-	return pd_parse_ports(skb, protocol, thoff, pkt);
+	th = skb_header_pointer(skb, pkt->thoff, sizeof(_th), &_th);
+	/* TCP drops a header shorter than its fixed part. */
+	if (!th || th->doff < sizeof(*th) / 4)
+		return false;
+	pkt->tcp_syn_only = th->syn && !th->ack && !th->rst && !th->fin;
+	pkt->thlen = __tcp_hdrlen(th);
+	return true;
 }
 
 /* The rest of the flow's identity, for a packet that a rule covers. */
@@ -114,10 +66,12 @@ static void pd_parse_flow(const struct sk_buff *skb, struct pd_packet *pkt)
 {
 	if (pkt->family == AF_INET) {
 		pkt->saddr.v4 = ip_hdr(skb)->saddr;
+		pkt->daddr.v4 = ip_hdr(skb)->daddr;
 		pkt->dif = inet_iif(skb);
 		pkt->sdif = inet_sdif(skb);
 	} else {
 		pkt->saddr.v6 = ipv6_hdr(skb)->saddr;
+		pkt->daddr.v6 = ipv6_hdr(skb)->daddr;
 		pkt->dif = inet6_iif(skb);
 		pkt->sdif = inet6_sdif(skb);
 	}
@@ -133,27 +87,68 @@ static bool pd_unicast(const struct sk_buff *skb, const struct pd_packet *pkt)
 }
 
 /*
- * The TCP socket the flow already has, referenced: the TIME_WAIT socket
- * that early demux gave the packet (any other made the hook return), or
- * what the stack's own lookup finds.
+ * The TCP socket the flow already has: the one early demux gave the packet
+ * (only a TIME_WAIT socket gets this far), or else what the stack's own
+ * lookup finds, which the packet then carries, as early demux would have
+ * left it, so that TCP does not look it up a second time.
  */
 static struct sock *pd_tcp_flow(struct net *net, struct sk_buff *skb,
 				const struct pd_packet *pkt)
 {
 	struct sock *sk = skb->sk;
 
-	if (sk) {
-		refcount_inc(&sk->sk_refcnt);
-		return sk;
+	if (!sk) {
+		sk = pd_lookup_established(net, pkt);
+		if (sk) {
+			skb->sk = sk;
+			skb->destructor = sock_edemux;
+		}
 	}
-	return pd_lookup_established(net, pkt);
+	return sk;
 }
 
-static bool pd_udp_connected(struct net *net, const struct pd_packet *pkt)
+/*
+ * The connected socket that owns the datagram, if one does. Every socket
+ * bound to a port is in that port's slot of UDP's first table, so an empty
+ * slot answers for the price of an addition: the usual case on a port
+ * that a rule moves elsewhere.
+ */
+static struct sock *pd_udp_flow(struct net *net, const struct pd_packet *pkt)
 {
-	struct sock *sk = pd_lookup_udp(net, NULL, pkt, pkt->dport);
+	struct udp_table *udptable = pd_udp_table(net);
+	struct sock *sk;
 
-	return sk && READ_ONCE(sk->sk_state) == TCP_ESTABLISHED;
+	if (!READ_ONCE(udp_hashslot(udptable, net, ntohs(pkt->dport))->count))
+		return NULL;
+
+	sk = pd_lookup_udp(net, NULL, pkt, pkt->dport);
+	if (sk && READ_ONCE(sk->sk_state) == TCP_ESTABLISHED)
+		return sk;
+	return NULL;
+}
+
+/*
+ * The socket for a new flow, or NULL when the target cannot take it now.
+ * Under rcu_read_lock(); the socket is not referenced: a socket target is
+ * held by its rule, and the stack's own listeners and UDP sockets are
+ * freed after a grace period. @skb->data is at the transport header.
+ */
+static struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
+				   const struct pd_packet *pkt,
+				   const struct pd_target *target)
+{
+	struct sock *sk = target->sk;
+
+	if (target->kind == PD_TARGET_PORT) {
+		if (pkt->proto == PD_TCP)
+			return pd_lookup_listener(net, skb, pkt,
+						  htons(target->port));
+		return pd_lookup_udp(net, skb, pkt, htons(target->port));
+	}
+
+	if (pkt->proto == PD_TCP)
+		return READ_ONCE(sk->sk_state) == TCP_LISTEN ? sk : NULL;
+	return pd_udp_ready(sk) ? sk : NULL;
 }
 
 /*
@@ -171,7 +166,7 @@ static bool pd_udp_connected(struct net *net, const struct pd_packet *pkt)
  * the rule, would lose the flow. A socket in a group, and one that is not
  * freed after a grace period, is therefore really referenced.
  */
-static bool pd_assign(struct sk_buff *skb, struct sock *sk)
+static inline bool pd_assign(struct sk_buff *skb, struct sock *sk)
 {
 	bool hold = sk_is_refcounted(sk) ||
 		    rcu_access_pointer(sk->sk_reuseport_cb);
@@ -184,24 +179,31 @@ static bool pd_assign(struct sk_buff *skb, struct sock *sk)
 	return true;
 }
 
-static void pd_steer(const struct pd_datapath *dp, struct net *net,
-		     struct sk_buff *skb, struct pd_packet *pkt,
-		     struct pd_rule *rule)
+static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
+			    struct sk_buff *skb, struct pd_packet *pkt,
+			    struct pd_rule *rule)
 {
 	struct sock *sk, *tw = NULL;
 
 	if (!pd_unicast(skb, pkt))
 		return;
-	pd_parse_flow(skb, pkt);
 
 	if (pkt->proto == PD_TCP) {
 		tw = pd_tcp_flow(net, skb, pkt);
 		if (tw && (tw->sk_state != TCP_TIME_WAIT ||
 			   !pkt->tcp_syn_only ||
 			   !pd_tw_accepts_syn(net, tw, skb, pkt)))
-			goto out;
-	} else if (pd_udp_connected(net, pkt)) {
-		return;
+			return;
+		/* Ours, to retire it once the packet lets it go. */
+		if (tw)
+			refcount_inc(&tw->sk_refcnt);
+	} else {
+		sk = pd_udp_flow(net, pkt);
+		/* Carried, so that UDP does not look it up a second time. */
+		if (sk) {
+			pd_assign(skb, sk);
+			return;
+		}
 	}
 
 	/*
@@ -229,15 +231,120 @@ out:
 		sock_gen_put(tw);
 }
 
+/*
+ * A packet whose port the table covers: the rule for its address, if
+ * there is one, and then the flow's fate. Out of line, so that the miss
+ * that most packets are keeps a small frame.
+ */
+static noinline void pd_hit(const struct pd_datapath *dp, struct net *net,
+			    struct sk_buff *skb, u8 family, u8 proto,
+			    unsigned int thoff, const __be16 *ports,
+			    const struct pd_portset *set)
+{
+	struct pd_packet pkt = {
+		.family	= family,
+		.proto	= proto,
+		.thoff	= thoff,
+		.sport	= ports[0],
+		.dport	= ports[1],
+		.thlen	= sizeof(struct udphdr),
+	};
+	struct pd_rule *rule;
+
+	pd_parse_flow(skb, &pkt);
+	rule = pd_portset_match(set, family, &pkt.daddr);
+	if (!rule || (proto == PD_TCP && !pd_parse_tcp(skb, &pkt))) {
+		this_cpu_inc(dp->stats->misses);
+		return;
+	}
+	this_cpu_inc(dp->stats->hits);
+	pd_steer(dp, net, skb, &pkt, rule);
+}
+
+/*
+ * What the fast path leaves: IPv6 extension headers and fragments, and
+ * transport headers outside the linear data.
+ */
+static noinline unsigned int pd_hook_slow(const struct pd_datapath *dp,
+					  struct sk_buff *skb,
+					  const struct nf_hook_state *state,
+					  const struct pd_table *table,
+					  u8 family)
+{
+	const struct pd_portset *set;
+	unsigned int thoff;
+	const __be16 *ports;
+	__be16 _ports[2];
+	int protocol;
+	u8 proto;
+
+	if (family == AF_INET) {
+		protocol = ip_hdr(skb)->protocol;
+		thoff = ip_hdrlen(skb);
+	} else {
+		int flags = 0, err;
+
+		thoff = 0;
+		protocol = ipv6_find_hdr(skb, &thoff, -1, NULL, &flags);
+		/*
+		 * IPv6 reassembles after LOCAL_IN, and only a datagram's
+		 * first fragment holds its ports. While a UDP rule can match
+		 * IPv6, UDP fragments are reassembled here, in netfilter's
+		 * own queues (nf_defrag_ipv6's, not the stack's): only
+		 * fragments delivered here pay, and no hook runs before
+		 * routing. A fragment that waits for the others is stolen;
+		 * the datagram goes on when the last one arrives. Anything
+		 * else leaves the stack its own reassembly.
+		 */
+		if (protocol == IPPROTO_UDP && (flags & IP6_FH_F_FRAG) &&
+		    READ_ONCE(dp->reassemble6)) {
+			err = nf_ct_frag6_gather(state->net, skb,
+						 IP6_DEFRAG_LOCAL_DELIVER);
+			if (err == -EINPROGRESS)
+				return NF_STOLEN;
+			if (err)
+				return NF_ACCEPT;
+			thoff = 0;
+			flags = 0;
+			protocol = ipv6_find_hdr(skb, &thoff, -1, NULL, &flags);
+		}
+		if (protocol < 0 || (flags & IP6_FH_F_FRAG))
+			return NF_ACCEPT;
+	}
+
+	if (protocol == IPPROTO_TCP)
+		proto = PD_TCP;
+	else if (protocol == IPPROTO_UDP)
+		proto = PD_UDP;
+	else
+		return NF_ACCEPT;
+	ports = skb_header_pointer(skb, thoff, sizeof(_ports), _ports);
+	if (!ports)
+		return NF_ACCEPT;
+	set = pd_table_port(table, proto, ntohs(ports[1]));
+	if (set)
+		pd_hit(dp, state->net, skb, family, proto, thoff, ports, set);
+	else
+		this_cpu_inc(dp->stats->misses);
+	return NF_ACCEPT;
+}
+
+/*
+ * The path every packet of a namespace with rules takes, kept short for
+ * the common miss: a TCP or UDP header in the linear data right after the
+ * network header, and no rule on its port.
+ */
 static __always_inline unsigned int pd_hook(void *priv, struct sk_buff *skb,
 					    const struct nf_hook_state *state,
 					    u8 family)
 {
 	const struct pd_datapath *dp = priv;
+	const struct pd_portset *set;
 	const struct pd_table *table;
-	struct pd_packet pkt;
-	struct pd_rule *rule;
-	bool parsed;
+	const __be16 *ports;
+	unsigned int thoff;
+	int protocol;
+	u8 proto;
 
 	if (skb->sk && skb->sk->sk_state != TCP_TIME_WAIT)
 		return NF_ACCEPT;
@@ -245,21 +352,32 @@ static __always_inline unsigned int pd_hook(void *priv, struct sk_buff *skb,
 	if (!table)
 		return NF_ACCEPT;
 
-	if (family == AF_INET)
-		parsed = pd_parse_ipv4(skb, &pkt);
+	/* At LOCAL_IN skb->data is at the network header, reassembled or not. */
+	if (family == AF_INET) {
+		protocol = ip_hdr(skb)->protocol;
+		thoff = ip_hdrlen(skb);
+	} else {
+		protocol = ipv6_hdr(skb)->nexthdr;
+		thoff = sizeof(struct ipv6hdr);
+	}
+	if (protocol == IPPROTO_TCP)
+		proto = PD_TCP;
+	else if (protocol == IPPROTO_UDP)
+		proto = PD_UDP;
+	else if (family == AF_INET6 && ipv6_ext_hdr(protocol))
+		return pd_hook_slow(dp, skb, state, table, family);
 	else
-		parsed = pd_parse_ipv6(skb, &pkt);
-	if (!parsed)
 		return NF_ACCEPT;
+	if (unlikely(skb_headlen(skb) < thoff + 2 * sizeof(*ports)))
+		return pd_hook_slow(dp, skb, state, table, family);
 
-	rule = pd_table_lookup(table, pkt.proto, ntohs(pkt.dport), family,
-			       &pkt.daddr);
-	if (!rule) {
+	ports = (const __be16 *)(skb->data + thoff);
+	set = pd_table_port(table, proto, ntohs(ports[1]));
+	if (likely(!set)) {
 		this_cpu_inc(dp->stats->misses);
 		return NF_ACCEPT;
 	}
-	this_cpu_inc(dp->stats->hits);
-	pd_steer(dp, state->net, skb, &pkt, rule);
+	pd_hit(dp, state->net, skb, family, proto, thoff, ports, set);
 	return NF_ACCEPT;
 }
 

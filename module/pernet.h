@@ -30,6 +30,7 @@ struct pd_datapath {
 	struct pd_table __rcu	*table;		/* NULL while there is no rule */
 	struct pd_ns_stats __percpu *stats;
 	struct pd_net		*pn;
+	bool			reassemble6;	/* a UDP rule can match IPv6 */
 } ____cacheline_aligned_in_smp;
 
 struct pd_net {
@@ -44,6 +45,7 @@ struct pd_net {
 	u32			next_id;
 	u32			generation;	/* bumped by every commit */
 	struct list_head	sock_rules;	/* published socket rules */
+	unsigned int		udp6_rules;	/* published, that IPv6 can match */
 	struct pd_attach	attach;
 	bool			dying;
 

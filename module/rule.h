@@ -98,10 +98,10 @@ static inline bool pd_rule_is_socket(const struct pd_rule *rule)
 
 /*
  * Ports are in an IPv6 datagram's first fragment only, and IPv6 reassembles
- * after LOCAL_IN: a UDP rule that IPv6 can match needs netfilter's
- * reassembly first. TCP segments are not fragmented in practice.
+ * after LOCAL_IN: a UDP rule that IPv6 can match has the hook reassemble
+ * UDP fragments. TCP segments are not fragmented in practice.
  */
-static inline bool pd_rule_needs_defrag6(const struct pd_rule *rule)
+static inline bool pd_rule_is_udp6(const struct pd_rule *rule)
 {
 	return rule->key.proto == PD_UDP && (rule->key.families & PD_FAM_V6);
 }

@@ -35,20 +35,15 @@ struct pd_table {
 	struct pd_block	*block[PD_NPROTO][PD_NBLOCKS];
 };
 
-/* The rule for a packet, or NULL. Under rcu_read_lock(). */
-static inline struct pd_rule *pd_table_lookup(const struct pd_table *table,
-					      u8 proto, u16 port, u8 family,
-					      const union pd_addr *daddr)
+/* The rules covering @port of @proto, or NULL. Under rcu_read_lock(). */
+static inline const struct pd_portset *
+pd_table_port(const struct pd_table *table, u8 proto, u16 port)
 {
 	const struct pd_block *block = table->block[proto][port >> PD_BLOCK_SHIFT];
-	const struct pd_portset *set;
 
 	if (!block)
 		return NULL;
-	set = block->set[port & (PD_BLOCK_PORTS - 1)];
-	if (!set)
-		return NULL;
-	return pd_portset_match(set, family, daddr);
+	return block->set[port & (PD_BLOCK_PORTS - 1)];
 }
 
 /* Which blocks a change to ports [lo, hi] of a protocol invalidates. */

@@ -21,7 +21,6 @@
 #include <linux/portdispatch.h>
 
 #include "compat.h"
-#include "lookup.h"
 #include "packet.h"
 #include "rule.h"
 #include "target.h"
@@ -31,12 +30,6 @@ static u8 pd_sock_families(const struct sock *sk)
 	if (sk->sk_family == AF_INET)
 		return PD_FAM_V4;
 	return ipv6_only_sock(sk) ? PD_FAM_V6 : PD_FAM_ALL;
-}
-
-static bool pd_udp_ready(const struct sock *sk)
-{
-	return !sock_flag(sk, SOCK_DEAD) && !sk_unhashed(sk) &&
-	       READ_ONCE(sk->sk_state) != TCP_ESTABLISHED;
 }
 
 static const char *pd_sock_kind(const struct sock *sk)
@@ -249,28 +242,4 @@ u8 pd_target_state(const struct pd_target *target)
 		       PORTDISPATCH_SOCK_STATE_NOT_READY;
 	return pd_udp_ready(sk) ? PORTDISPATCH_SOCK_STATE_BOUND :
 				  PORTDISPATCH_SOCK_STATE_NOT_READY;
-}
-
-/*
- * The socket for a new flow, or NULL when the target cannot take it now.
- * Under rcu_read_lock(); the socket is not referenced: a socket target is
- * held by its rule, and the stack's own listeners and UDP sockets are
- * freed after a grace period. @skb->data is at the transport header.
- */
-struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
-			    const struct pd_packet *pkt,
-			    const struct pd_target *target)
-{
-	struct sock *sk = target->sk;
-
-	if (target->kind == PD_TARGET_PORT) {
-		if (pkt->proto == PD_TCP)
-			return pd_lookup_listener(net, skb, pkt,
-						  htons(target->port));
-		return pd_lookup_udp(net, skb, pkt, htons(target->port));
-	}
-
-	if (pkt->proto == PD_TCP)
-		return READ_ONCE(sk->sk_state) == TCP_LISTEN ? sk : NULL;
-	return pd_udp_ready(sk) ? sk : NULL;
 }

@@ -9,6 +9,8 @@
 
 #include <linux/sched.h>
 #include <linux/types.h>
+#include <net/sock.h>
+#include <net/tcp_states.h>
 
 #include "addr.h"
 
@@ -59,8 +61,11 @@ void pd_target_release(struct pd_target *target);
 bool pd_target_closed(const struct pd_target *target);
 u8 pd_target_state(const struct pd_target *target);
 
-struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
-			    const struct pd_packet *pkt,
-			    const struct pd_target *target);
+/* A UDP socket that can take datagrams that are not its connection's. */
+static inline bool pd_udp_ready(const struct sock *sk)
+{
+	return !sock_flag(sk, SOCK_DEAD) && !sk_unhashed(sk) &&
+	       READ_ONCE(sk->sk_state) != TCP_ESTABLISHED;
+}
 
 #endif /* _PD_TARGET_H */

@@ -23,7 +23,7 @@ struct pd_txn {
 	u32		portid;		/* the batch's socket; 0 for a lone request */
 	bool		failed;		/* a command of the batch failed */
 	long		delta;		/* published rules after commit, minus now */
-	long		defrag6_delta;	/* the same for rules needing IPv6 reassembly */
+	long		udp6_delta;	/* the same for UDP rules that IPv6 can match */
 	struct list_head journal;	/* struct pd_change, in command order */
 	DECLARE_BITMAP(dirty, PD_NDIRTY);
 };
@@ -85,7 +85,7 @@ static void pd_change_remove(struct pd_txn *txn, struct pd_change *c,
 	list_add_tail(&rule->del_node, &c->removed);
 	c->nr_removed++;
 	txn->delta--;
-	txn->defrag6_delta -= pd_rule_needs_defrag6(rule);
+	txn->udp6_delta -= pd_rule_is_udp6(rule);
 	pd_table_mark_dirty(txn->dirty, rule->key.proto, rule->key.port_min,
 			    rule->key.port_max);
 }
@@ -101,11 +101,11 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 		rule->del_reason = PORTDISPATCH_DEL_REASON_UNSPEC;
 		list_del_init(&rule->del_node);
 		txn->delta++;
-		txn->defrag6_delta += pd_rule_needs_defrag6(rule);
+		txn->udp6_delta += pd_rule_is_udp6(rule);
 	}
 	if (c->added) {
 		txn->delta--;
-		txn->defrag6_delta -= pd_rule_needs_defrag6(c->added);
+		txn->udp6_delta -= pd_rule_is_udp6(c->added);
 		pd_store_remove(&pn->store, c->added);
 		pd_rule_free(c->added);
 	}
@@ -217,7 +217,7 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 	}
 	c->added = rule;
 	txn->delta++;
-	txn->defrag6_delta += pd_rule_needs_defrag6(rule);
+	txn->udp6_delta += pd_rule_is_udp6(rule);
 	pd_table_mark_dirty(txn->dirty, key->proto, key->port_min,
 			    key->port_max);
 	return 0;
@@ -356,7 +356,6 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 {
 	struct pd_table *old, *table;
 	struct pd_garbage *g;
-	unsigned int need;
 	int err;
 
 	if (txn->failed) {
@@ -390,10 +389,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		table = NULL;
 	}
 
-	need = table ? PD_NEED_HOOKS : 0;
-	if (pn->attach.rules_defrag6 + txn->defrag6_delta > 0)
-		need |= PD_NEED_DEFRAG6;
-	err = pd_attach_update(pn, need);
+	err = pd_attach_update(pn, !!table);
 	if (err) {
 		NL_SET_ERR_MSG(extack, "could not register the netfilter hooks");
 		if (table)
@@ -403,8 +399,13 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 
 	/* Nothing can fail from here on. */
 	pd_txn_hand_over_stats(txn);
+	/* Set before a table that needs it, cleared after the last one. */
+	pn->udp6_rules += txn->udp6_delta;
+	if (pn->udp6_rules)
+		WRITE_ONCE(pn->dp->reassemble6, true);
 	rcu_assign_pointer(pn->dp->table, table);
-	pn->attach.rules_defrag6 += txn->defrag6_delta;
+	if (!pn->udp6_rules)
+		WRITE_ONCE(pn->dp->reassemble6, false);
 
 	g->table = old;
 	INIT_LIST_HEAD(&g->rules);
