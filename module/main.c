@@ -20,6 +20,7 @@
 #include "attach.h"
 #include "netlink.h"
 #include "pernet.h"
+#include "portset.h"
 #include "reaper.h"
 #include "rule.h"
 #include "table.h"
@@ -116,6 +117,7 @@ static int __init pd_init(void)
 {
 	int err;
 
+	pd_portset_init();
 	err = pd_rules_init();
 	if (err)
 		return err;

@@ -7,7 +7,6 @@
 #include <linux/jhash.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
-#include <linux/once.h>
 #include <linux/overflow.h>
 #include <linux/random.h>
 #include <linux/slab.h>
@@ -21,13 +20,29 @@
 /* Groups this large get a hash index; smaller ones are scanned. */
 #define PD_HASH_MIN	8
 
-static u32 pd_hash_seed __read_mostly;
+/*
+ * Keyed, so that whoever writes rules cannot line their addresses up in
+ * one run of slots and make every packet to the namespace probe them all.
+ * IPv4: multiply-shift with a random odd multiplier, a universal family
+ * for the low bits of the product's upper half, in three instructions.
+ */
+static struct {
+	u64	mult;
+	u32	seed;
+} pd_hash_key __read_mostly;
+
+/* Module init: before any set is built. */
+void pd_portset_init(void)
+{
+	get_random_bytes(&pd_hash_key, sizeof(pd_hash_key));
+	pd_hash_key.mult |= 1;
+}
 
 static u32 pd_addr_hash(const union pd_addr *addr, u8 family)
 {
 	if (family == AF_INET)
-		return jhash_1word((__force u32)addr->v4, pd_hash_seed);
-	return jhash2((const u32 *)&addr->v6, 4, pd_hash_seed);
+		return ((u64)(__force u32)addr->v4 * pd_hash_key.mult) >> 32;
+	return jhash2((const u32 *)&addr->v6, 4, pd_hash_key.seed);
 }
 
 static bool pd_entry_is(const struct pd_entry *e, const union pd_addr *addr,
@@ -62,15 +77,14 @@ static const struct pd_entry *pd_group_find(const struct pd_portset *set,
 struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
 					u8 family, const union pd_addr *daddr)
 {
-	const struct pd_group *g = set->groups;
-	const struct pd_group *end = g + set->nr_groups[0];
+	unsigned int f = family == AF_INET6;
+	const struct pd_group *g = set->groups + (f ? set->nr_groups[0] : 0);
+	const struct pd_group *end = g + set->nr_groups[f];
 	union pd_addr masked;
 
-	if (family == AF_INET6) {
-		g = end;
-		end = g + set->nr_groups[1];
-	}
-
+	/* The group without a prefix, last, matches every address. */
+	if (set->any[f])
+		end--;
 	for (; g < end; g++) {
 		const struct pd_entry *e;
 
@@ -82,7 +96,7 @@ struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
 		if (e)
 			return e->rule;
 	}
-	return NULL;
+	return set->any[f];
 }
 
 /* Longest prefix first; by address within a length, so builds repeat. */
@@ -182,8 +196,6 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 	struct pd_rule *rule;
 	u32 v4 = 0, v6 = 0, i;
 	u16 g4, g6;
-
-	get_random_once(&pd_hash_seed, sizeof(pd_hash_seed));
 
 	list_for_each_entry(rule, active, build_node) {
 		v4 += !!(rule->key.families & PD_FAM_V4);

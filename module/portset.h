@@ -40,6 +40,8 @@ struct pd_portset {
 	struct pd_group	groups[];
 };
 
+void pd_portset_init(void);
+
 /* A set for the rules on @active (through build_node), for @refs blocks. */
 struct pd_portset *pd_portset_build(struct list_head *active,
 				    unsigned int refs);
