@@ -46,6 +46,16 @@
 #include "table.h"
 #include "timewait.h"
 
+/* The table's index for an IP protocol, or -1 for one it has no rules for. */
+static inline int pd_proto(int protocol)
+{
+	if (protocol == IPPROTO_TCP)
+		return PD_TCP;
+	if (protocol == IPPROTO_UDP)
+		return PD_UDP;
+	return -1;
+}
+
 /* What the decisions after the table need of a TCP header. */
 static inline bool pd_parse_tcp(struct sk_buff *skb, struct pd_packet *pkt)
 {
@@ -275,8 +285,7 @@ static noinline unsigned int pd_hook_slow(const struct pd_datapath *dp,
 	unsigned int thoff;
 	const __be16 *ports;
 	__be16 _ports[2];
-	int protocol;
-	u8 proto;
+	int protocol, proto;
 
 	if (family == AF_INET) {
 		protocol = ip_hdr(skb)->protocol;
@@ -312,11 +321,8 @@ static noinline unsigned int pd_hook_slow(const struct pd_datapath *dp,
 			return NF_ACCEPT;
 	}
 
-	if (protocol == IPPROTO_TCP)
-		proto = PD_TCP;
-	else if (protocol == IPPROTO_UDP)
-		proto = PD_UDP;
-	else
+	proto = pd_proto(protocol);
+	if (proto < 0)
 		return NF_ACCEPT;
 	ports = skb_header_pointer(skb, thoff, sizeof(_ports), _ports);
 	if (!ports)
@@ -343,8 +349,7 @@ static __always_inline unsigned int pd_hook(void *priv, struct sk_buff *skb,
 	const struct pd_table *table;
 	const __be16 *ports;
 	unsigned int thoff;
-	int protocol;
-	u8 proto;
+	int protocol, proto;
 
 	if (skb->sk && skb->sk->sk_state != TCP_TIME_WAIT)
 		return NF_ACCEPT;
@@ -360,14 +365,12 @@ static __always_inline unsigned int pd_hook(void *priv, struct sk_buff *skb,
 		protocol = ipv6_hdr(skb)->nexthdr;
 		thoff = sizeof(struct ipv6hdr);
 	}
-	if (protocol == IPPROTO_TCP)
-		proto = PD_TCP;
-	else if (protocol == IPPROTO_UDP)
-		proto = PD_UDP;
-	else if (family == AF_INET6 && ipv6_ext_hdr(protocol))
-		return pd_hook_slow(dp, skb, state, table, family);
-	else
+	proto = pd_proto(protocol);
+	if (proto < 0) {
+		if (family == AF_INET6 && ipv6_ext_hdr(protocol))
+			return pd_hook_slow(dp, skb, state, table, family);
 		return NF_ACCEPT;
+	}
 	if (unlikely(skb_headlen(skb) < thoff + 2 * sizeof(*ports)))
 		return pd_hook_slow(dp, skb, state, table, family);
 
