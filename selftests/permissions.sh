@@ -23,6 +23,15 @@
 
 NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 
+# The checkout may sit where uid 65534 cannot reach it (a clone under
+# /root, mode 0700): the programs it runs are copies, in a directory that
+# every user may read.
+_bin=$(mktemp -d)
+chmod 0755 "$_bin"
+cp "$PORTCTL" "$PD_BIN/pdsock" "$_bin/"
+PORTCTL=$_bin/portctl
+PD_BIN=$_bin
+
 test_unprivileged_refused()
 {
 	local tbl cmd
@@ -143,4 +152,5 @@ ktap_plan 3
 run_test "without CAP_NET_ADMIN every command is refused, and says why" test_unprivileged_refused
 run_test "a container's root manages its own namespace's table only" test_container_root
 run_test "naming another user's socket needs ptrace rights over it" test_other_process_needs_ptrace
+rm -rf "$_bin"
 ktap_finish
