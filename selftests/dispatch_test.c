@@ -35,14 +35,6 @@
 /* How soon a rule whose socket is gone must leave the table and the list. */
 #define GONE_MS		1000
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* "127.0.0.1:80", "[::1]:80", "[::ffff:127.0.0.1]:80". */
 static const char *fmt_ss(const struct sockaddr_storage *ss, char *buf,
 			  size_t len)
@@ -197,14 +189,14 @@ static void __expect_steered(struct __test_metadata *_metadata, int family,
 static void __expect_refused(struct __test_metadata *_metadata, int family,
 			     const char *addr, int port, const char *why)
 {
-	long t0 = now_ms(), retrans = syn_retrans(), took;
+	long t0 = pd_now_ms(), retrans = syn_retrans(), took;
 	char dst[64];
 	int c;
 
 	ASSERT_LE(0, retrans) TH_LOG("no TcpExt TCPSynRetrans counter");
 	hostport(family, addr, port, dst, sizeof(dst));
 	c = pd_connect(family, SOCK_STREAM, addr, port);
-	took = now_ms() - t0;
+	took = pd_now_ms() - t0;
 	if (c >= 0)
 		close(c);
 	ASSERT_EQ(-ECONNREFUSED, c)
@@ -302,13 +294,13 @@ static bool __rule_gone(struct __test_metadata *_metadata, bool listing,
 {
 	g->present = -1;
 	for (g->looks = 1;; g->looks++) {
-		long t = now_ms() - since;
+		long t = pd_now_ms() - since;
 		bool there = listing ? __rule_listed(_metadata, prefix, NULL, 0) :
 				       __table_rules(_metadata) != 0;
 
 		if (!there) {
 			g->gone_start = t;
-			g->gone_end = now_ms() - since;
+			g->gone_end = pd_now_ms() - since;
 			return true;
 		}
 		g->present = t;
@@ -934,7 +926,7 @@ TEST_F(ns, closed_listener_stops_at_once)
 	expect_steered(AF_INET, LO4, 80, l);
 	ASSERT_TRUE(rule_listed("tcp 80 ", line));
 
-	t0 = now_ms();
+	t0 = pd_now_ms();
 	close(l);
 	expect_refused(AF_INET, LO4, 80, "the target was closed");
 	/*
@@ -993,7 +985,7 @@ TEST_F(ns, exited_owner_stops_at_once)
 
 	close(go[1]);
 	ASSERT_EQ(child, waitpid(child, &status, 0));
-	t0 = now_ms();
+	t0 = pd_now_ms();
 	/*
 	 * No packet comes to hurry the reaper this time (the test above
 	 * sends one first): it must find the closed socket by itself.
@@ -1045,10 +1037,10 @@ TEST_F(ns, port_target_without_udp_socket)
 	ASSERT_LE(0, c);
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	ASSERT_EQ(4, send(c, "ping", 4, 0));
-	t0 = now_ms();
+	t0 = pd_now_ms();
 	n = recv(c, buf, sizeof(buf), 0);
 	err = errno;
-	took = now_ms() - t0;
+	took = pd_now_ms() - t0;
 	ASSERT_EQ(-1, n) TH_LOG("recv got %zd bytes: nothing should answer", n);
 	ASSERT_EQ(ECONNREFUSED, err)
 		TH_LOG("recv: %s after %ld ms, expected ECONNREFUSED (ICMP port unreachable)",

@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -157,6 +158,31 @@ static inline int pd_connect(int family, int type, const char *addr, int port)
 		return err;
 	}
 	return fd;
+}
+
+static inline long pd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * bind(), again while the address is in use for up to @ms: the last
+ * socket on a fixed port may still be closing. 0 or -errno.
+ */
+static inline int pd_bind_retry(int fd, const struct sockaddr_storage *ss,
+				socklen_t len, int ms)
+{
+	long end = pd_now_ms() + ms;
+
+	while (bind(fd, (const struct sockaddr *)ss, len)) {
+		if (errno != EADDRINUSE || pd_now_ms() > end)
+			return -errno;
+		usleep(20000);
+	}
+	return 0;
 }
 
 /* Is a connection or datagram waiting on @fd within @ms? */

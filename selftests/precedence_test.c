@@ -63,14 +63,6 @@
 #define WAIT_MS		3000	/* for what must happen */
 #define QUIET_MS	300	/* for what must not */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_timeouts(int fd)
 {
 	struct timeval tv = { .tv_sec = 2 };
@@ -155,23 +147,17 @@ static int client_bound(const struct path *p, int type, int port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = pd_sockaddr(p->family, p->cli, port, &ss);
-	int fd, one = 1;
-	long end = now_ms() + WAIT_MS;
+	int fd, one = 1, err;
 
 	fd = cli_socket(p, type, 0);
 	if (fd < 0)
 		return fd;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	set_timeouts(fd);
-	/* The last socket on this port may still be closing. */
-	while (bind(fd, (struct sockaddr *)&ss, len)) {
-		int err = -errno;
-
-		if (err != -EADDRINUSE || now_ms() > end) {
-			close(fd);
-			return err;
-		}
-		usleep(20000);
+	err = pd_bind_retry(fd, &ss, len, WAIT_MS);
+	if (err) {
+		close(fd);
+		return err;
 	}
 	return fd;
 }
@@ -234,11 +220,11 @@ static int accept_any(const int *lfd, int n, int ms, int *conn)
 /* Read exactly @len bytes within @ms: 0, or -errno (-EPIPE for EOF). */
 static int recv_exact(int fd, void *buf, size_t len, int ms)
 {
-	long end = now_ms() + ms;
+	long end = pd_now_ms() + ms;
 	size_t got = 0;
 
 	while (got < len) {
-		long left = end - now_ms();
+		long left = end - pd_now_ms();
 		ssize_t n;
 
 		if (left <= 0 || !pd_readable(fd, left))
@@ -326,7 +312,7 @@ static int pump(int from, int to, unsigned int seed, size_t rx_off,
 		size_t len, size_t tx_left)
 {
 	size_t tx_off = rx_off + len - tx_left, end_off = rx_off + len;
-	long deadline = now_ms() + 10 * WAIT_MS;
+	long deadline = pd_now_ms() + 10 * WAIT_MS;
 	unsigned char buf[16384];
 
 	while (rx_off < end_off) {
@@ -334,7 +320,7 @@ static int pump(int from, int to, unsigned int seed, size_t rx_off,
 			{ .fd = to, .events = POLLIN },
 			{ .fd = from, .events = tx_left ? POLLOUT : 0 },
 		};
-		long left = deadline - now_ms();
+		long left = deadline - pd_now_ms();
 
 		if (left <= 0 || poll(p, 2, left) <= 0)
 			return -ETIMEDOUT;
@@ -442,11 +428,11 @@ static int tcp_state(const struct path *p, int lport, int rport)
 static int wait_state(const struct path *p, int lport, int rport, int want,
 		      int ms)
 {
-	long end = now_ms() + ms;
+	long end = pd_now_ms() + ms;
 	int r;
 
 	while ((r = tcp_state(p, lport, rport)) != want && r >= 0 &&
-	       now_ms() < end)
+	       pd_now_ms() < end)
 		usleep(20000);
 	return r;
 }
@@ -1110,10 +1096,10 @@ static int tcp_mss(const struct tcphdr *th, size_t len)
  */
 static int synack_mss(const struct path *p, int raw, int cport, int ms)
 {
-	long end = now_ms() + ms, left;
+	long end = pd_now_ms() + ms, left;
 	uint8_t buf[2048];
 
-	while ((left = end - now_ms()) > 0 && pd_readable(raw, left)) {
+	while ((left = end - pd_now_ms()) > 0 && pd_readable(raw, left)) {
 		const struct tcphdr *th;
 		ssize_t n = recv(raw, buf, sizeof(buf), MSG_DONTWAIT);
 		size_t off = 0;
@@ -1478,7 +1464,7 @@ static int churn_once(struct churn *ch, char *m)
 	struct sockaddr_storage ss;
 	socklen_t len = pd_sockaddr(AF_INET, LO, PORT, &ss);
 	struct tcp_info ti = { 0 };
-	long start = now_ms(), took;
+	long start = pd_now_ms(), took;
 	int fd, err = 0;
 	ssize_t n;
 
@@ -1497,7 +1483,7 @@ static int churn_once(struct churn *ch, char *m)
 		else if (n == 0 || (*m != 'A' && *m != 'B'))
 			err = EBADMSG;
 	}
-	took = now_ms() - start;
+	took = pd_now_ms() - start;
 	len = sizeof(ti);
 	getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
 	close(fd);
@@ -1595,9 +1581,9 @@ TEST_F_TIMEOUT(prec, replace_is_atomic, 120)
 			break;
 		}
 		/* Let the client see the new target before the next flip. */
-		end = now_ms() + CHURN_TIMEOUT_S * 1000;
+		end = pd_now_ms() + CHURN_TIMEOUT_S * 1000;
 		while (__atomic_load_n(&ch.last, __ATOMIC_ACQUIRE) != want &&
-		       now_ms() < end)
+		       pd_now_ms() < end)
 			usleep(2000);
 		if (__atomic_load_n(&ch.last, __ATOMIC_ACQUIRE) == want)
 			seen_switch++;

@@ -86,14 +86,6 @@ FIXTURE_TEARDOWN(rp)
 	/* Sockets, rules and namespace go with the process. */
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One member of the group on @addr:@port, listening for TCP. */
 static int member(const FIXTURE_VARIANT(rp) *v, int port)
 {
@@ -167,21 +159,16 @@ static int client(const FIXTURE_VARIANT(rp) *v, int sport)
 	struct sockaddr_storage ss;
 	socklen_t len = pd_sockaddr(v->family, v->lo, sport, &ss);
 	struct timeval tv = { .tv_sec = 2 };
-	int fd = socket(v->family, v->type, 0), one = 1;
-	long end = now_ms() + WAIT_MS;
+	int fd = socket(v->family, v->type, 0), one = 1, err;
 
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	while (bind(fd, (struct sockaddr *)&ss, len)) {
-		int err = -errno;
-
-		if (err != -EADDRINUSE || now_ms() > end) {
-			close(fd);
-			return err;
-		}
-		usleep(20000);
+	err = pd_bind_retry(fd, &ss, len, WAIT_MS);
+	if (err) {
+		close(fd);
+		return err;
 	}
 	return fd;
 }
