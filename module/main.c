@@ -49,6 +49,7 @@ static int __net_init pd_net_init(struct net *net)
 	if (!pn->dp)
 		return -ENOMEM;
 	pn->dp->pn = pn;
+	err = -ENOMEM;
 	pn->dp->stats = alloc_percpu(struct pd_ns_stats);
 	if (!pn->dp->stats)
 		goto free_dp;
@@ -62,7 +63,7 @@ free_stats:
 	free_percpu(pn->dp->stats);
 free_dp:
 	kfree(pn->dp);
-	return -ENOMEM;
+	return err;
 }
 
 /* Stop packets first: the core waits a grace period before .exit. */
