@@ -21,7 +21,6 @@
 #include <linux/portdispatch.h>
 
 #include "compat.h"
-#include "packet.h"
 #include "rule.h"
 #include "target.h"
 

@@ -19,10 +19,8 @@ struct netlink_ext_ack;
 struct nlattr;
 struct pid;
 struct pid_namespace;
-struct sk_buff;
 struct sock;
 struct pd_key;
-struct pd_packet;
 
 enum pd_target_kind {
 	PD_TARGET_SOCKET,

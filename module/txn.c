@@ -389,11 +389,11 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		table = NULL;
 	}
 
+	/* Only registering can fail, and only a table needs it. */
 	err = pd_attach_update(pn, !!table);
 	if (err) {
 		NL_SET_ERR_MSG(extack, "could not register the netfilter hooks");
-		if (table)
-			pd_table_discard(table, txn->dirty);
+		pd_table_discard(table, txn->dirty);
 		goto free_garbage;
 	}
 
