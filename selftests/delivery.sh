@@ -281,47 +281,6 @@ test_bridged_untouched()
 
 # ------------------------------------------------------ tests 5-7: VRF
 
-# TCP listeners on [::]:PORT (IPv4 too), each bound to device DEV with
-# SO_BINDTODEVICE, echoing what they get. Prints "ready pid=PID fd=FD
-# port=PORT" per port, then "accept port=LISTENING_PORT local=ADDR:PORT
-# peer=ADDR:PORT" per connection (IPv4 addresses plain, IPv6 in []).
-# Run it as: python3 -c "$PY_DEV_SERVER" DEV PORT...
-PY_DEV_SERVER='
-import os, selectors, socket, sys
-dev = sys.argv[1]
-sel = selectors.DefaultSelector()
-def fmt(a):
-    h = a[0][7:] if a[0].startswith("::ffff:") else "[%s]" % a[0]
-    return "%s:%d" % (h, a[1])
-for port in sys.argv[2:]:
-    ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
-    ls.bind(("::", int(port)))
-    ls.listen(128)
-    sel.register(ls, selectors.EVENT_READ, int(port))
-    print("ready pid=%d fd=%d port=%s" % (os.getpid(), ls.fileno(), port),
-          flush=True)
-while True:
-    for key, _ in sel.select():
-        if key.data != "conn":
-            c, peer = key.fileobj.accept()
-            print("accept port=%d local=%s peer=%s" % (key.data,
-                  fmt(c.getsockname()), fmt(peer)), flush=True)
-            sel.register(c, selectors.EVENT_READ, "conn")
-            continue
-        try:
-            data = key.fileobj.recv(4096)
-        except OSError:
-            data = b""
-        if data:
-            key.fileobj.sendall(data)
-        else:
-            sel.unregister(key.fileobj)
-            key.fileobj.close()
-'
-
 vrf_setup()
 {
 	require_cmd python3
@@ -346,12 +305,12 @@ test_vrf_established()
 		nsexec "$V" sysctl -qw net.ipv4.ip_early_demux=0 \
 			net.ipv4.tcp_early_demux=0 net.ipv4.udp_early_demux=0
 	fi
-	spawn_server vrf80 ip netns exec "$V" python3 -c "$PY_DEV_SERVER" vrf-v 80
+	spawn_server vrf80 ip netns exec "$V" python3 -c "$PY_ECHO_SERVER" -6 -d vrf-v 80
 	ns_server other "$V" -6 -p 8081
 	spawn_chatter conns 2 ip netns exec "$W" python3 -c "$PY_CHATTER" \
 		198.18.5.2 80 2001:db8:5::2 80
-	accepted "$vrf80_out" '^accept port=80 local=198\.18\.5\.2:80 peer=198\.18\.5\.1:'
-	accepted "$vrf80_out" '^accept port=80 local=\[2001:db8:5::2\]:80 peer=\[2001:db8:5::1\]:'
+	accepted "$vrf80_out" '^accept local=\[::ffff:198\.18\.5\.2\]:80 peer=\[::ffff:198\.18\.5\.1\]:'
+	accepted "$vrf80_out" '^accept local=\[2001:db8:5::2\]:80 peer=\[2001:db8:5::1\]:'
 
 	nsexec "$V" "$PORTCTL" add tcp 80 to port 8081
 	# Both connections go on talking, to the vrf-bound socket they had.
@@ -364,13 +323,13 @@ test_vrf_established()
 test_vrf_target()
 {
 	vrf_setup
-	spawn_server vrf ip netns exec "$V" python3 -c "$PY_DEV_SERVER" vrf-v 8082
+	spawn_server vrf ip netns exec "$V" python3 -c "$PY_ECHO_SERVER" -6 -d vrf-v 8082
 	nsexec "$V" "$PORTCTL" add tcp 80 to port 8082
 
 	connect_ok "$W" 198.18.5.2 80 -w 0
 	connect_ok "$W" 2001:db8:5::2 80 -6 -w 0
-	accepted "$vrf_out" '^accept port=8082 local=198\.18\.5\.2:80 peer=198\.18\.5\.1:'
-	accepted "$vrf_out" '^accept port=8082 local=\[2001:db8:5::2\]:80 peer=\[2001:db8:5::1\]:'
+	accepted "$vrf_out" '^accept local=\[::ffff:198\.18\.5\.2\]:80 peer=\[::ffff:198\.18\.5\.1\]:'
+	accepted "$vrf_out" '^accept local=\[2001:db8:5::2\]:80 peer=\[2001:db8:5::1\]:'
 	lines_are "$vrf_out" '^accept ' 2 "connections the vrf-bound 8082 listener accepted"
 	steered_is "$V" tcp 80 2
 }

@@ -120,19 +120,25 @@ ns_server()
 # An echo server that keeps its connections: pdsock's server says hello
 # and closes, but a connection that must outlive a rule, a namespace or
 # the module has to stay open. Listens on every PORT (0.0.0.0 or, with -6,
-# [::]); prints "ready pid=PID fd=FD port=PORT" per port, then "accept
+# [::], IPv4 too), bound to device DEV with -d (SO_BINDTODEVICE, a VRF);
+# prints "ready pid=PID fd=FD port=PORT" per port, then "accept
 # local=ADDR:PORT peer=ADDR:PORT" per connection, as pdsock does.
-# Run it as: python3 -c "$PY_ECHO_SERVER" {-4|-6} PORT...
+# Run it as: python3 -c "$PY_ECHO_SERVER" {-4|-6} [-d DEV] PORT...
 # shellcheck disable=SC2034 # for the tests that source this
 PY_ECHO_SERVER='
 import os, selectors, socket, sys
 fam = socket.AF_INET6 if sys.argv[1] == "-6" else socket.AF_INET
+dev, ports = (sys.argv[3], sys.argv[4:]) if sys.argv[2] == "-d" else (None, sys.argv[2:])
 sel = selectors.DefaultSelector()
 def fmt(a):
     return ("[%s]:%d" if fam == socket.AF_INET6 else "%s:%d") % a[:2]
-for port in sys.argv[2:]:
+for port in ports:
     ls = socket.socket(fam, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6:
+        ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    if dev:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
     ls.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", int(port)))
     ls.listen(128)
     sel.register(ls, selectors.EVENT_READ, None)
