@@ -53,14 +53,10 @@ static int __net_init pd_net_init(struct net *net)
 	pn->dp->stats = alloc_percpu(struct pd_ns_stats);
 	if (!pn->dp->stats)
 		goto free_dp;
-	err = pd_store_init(&pn->store);
-	if (err)
-		goto free_stats;
+	pd_store_init(&pn->store);
 	pd_attach_init(pn);
 	return 0;
 
-free_stats:
-	free_percpu(pn->dp->stats);
 free_dp:
 	kfree(pn->dp);
 	return err;
@@ -101,7 +97,6 @@ static void __net_exit pd_net_exit(struct net *net)
 	}
 	mutex_unlock(&pn->lock);
 
-	pd_store_destroy(&pn->store);
 	free_percpu(pn->dp->stats);
 	kfree(pn->dp);
 }

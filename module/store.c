@@ -10,7 +10,6 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/interval_tree_generic.h>
-#include <linux/rhashtable.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -24,18 +23,15 @@ struct pd_class_key {
 	u8		pad;
 };
 
+/*
+ * Classes sit in a search tree rather than a hash table: every byte of
+ * the store is then in objects that a request allocates, and charged to
+ * it, and there is no table to resize behind its back.
+ */
 struct pd_class {
-	struct rhash_head	node;
+	struct rb_node		node;
 	struct pd_class_key	key;
 	struct rb_root_cached	rules;
-	struct rcu_head		rcu;
-};
-
-static const struct rhashtable_params pd_class_params = {
-	.head_offset		= offsetof(struct pd_class, node),
-	.key_offset		= offsetof(struct pd_class, key),
-	.key_len		= sizeof(struct pd_class_key),
-	.automatic_shrinking	= true,
 };
 
 /* Ports in the high half, the id below: equal ports keep insertion order. */
@@ -76,47 +72,58 @@ static void pd_class_key_of(struct pd_class_key *ck, const struct pd_key *key)
 	}
 }
 
+/*
+ * The class of @key, or NULL; with @link, where it would go. The keys
+ * are zero-padded, so memcmp() is a total order.
+ */
 static struct pd_class *pd_class_find(struct pd_store *store,
-				      const struct pd_key *key)
+				      const struct pd_key *key,
+				      struct rb_node ***link,
+				      struct rb_node **parent)
 {
+	struct rb_node **p = &store->classes.rb_node, *up = NULL;
 	struct pd_class_key ck;
 
 	pd_class_key_of(&ck, key);
-	return rhashtable_lookup_fast(&store->classes, &ck, pd_class_params);
+	while (*p) {
+		struct pd_class *class = rb_entry(*p, struct pd_class, node);
+		int cmp = memcmp(&ck, &class->key, sizeof(ck));
+
+		if (!cmp)
+			return class;
+		up = *p;
+		p = cmp < 0 ? &up->rb_left : &up->rb_right;
+	}
+	if (link) {
+		*link = p;
+		*parent = up;
+	}
+	return NULL;
 }
 
-int pd_store_init(struct pd_store *store)
+void pd_store_init(struct pd_store *store)
 {
 	int i;
 
 	for (i = 0; i < PD_NPROTO; i++)
 		store->by_port[i] = RB_ROOT_CACHED;
-	return rhashtable_init(&store->classes, &pd_class_params);
-}
-
-/* The store must be empty: every rule has been removed. */
-void pd_store_destroy(struct pd_store *store)
-{
-	rhashtable_destroy(&store->classes);
+	store->classes = RB_ROOT;
 }
 
 int pd_store_insert(struct pd_store *store, struct pd_rule *rule)
 {
-	struct pd_class *class = pd_class_find(store, &rule->key);
-	int err;
+	struct rb_node **link, *parent;
+	struct pd_class *class;
 
+	class = pd_class_find(store, &rule->key, &link, &parent);
 	if (!class) {
 		class = kzalloc(sizeof(*class), GFP_KERNEL);
 		if (!class)
 			return -ENOMEM;
 		pd_class_key_of(&class->key, &rule->key);
 		class->rules = RB_ROOT_CACHED;
-		err = rhashtable_insert_fast(&store->classes, &class->node,
-					     pd_class_params);
-		if (err) {
-			kfree(class);
-			return err;
-		}
+		rb_link_node(&class->node, parent, link);
+		rb_insert_color(&class->node, &store->classes);
 	}
 
 	rule->class = class;
@@ -134,17 +141,15 @@ void pd_store_remove(struct pd_store *store, struct pd_rule *rule)
 	rule->class = NULL;
 
 	if (RB_EMPTY_ROOT(&class->rules.rb_root)) {
-		rhashtable_remove_fast(&store->classes, &class->node,
-				       pd_class_params);
-		/* rhashtable may still walk it under RCU while resizing. */
-		kfree_rcu(class, rcu);
+		rb_erase(&class->node, &store->classes);
+		kfree(class);
 	}
 }
 
 struct pd_rule *pd_store_first_sibling(struct pd_store *store,
 				       const struct pd_key *key)
 {
-	struct pd_class *class = pd_class_find(store, key);
+	struct pd_class *class = pd_class_find(store, key, NULL, NULL);
 
 	if (!class)
 		return NULL;

@@ -9,17 +9,15 @@
 #define _PD_STORE_H
 
 #include <linux/rbtree.h>
-#include <linux/rhashtable-types.h>
 
 #include "rule.h"
 
 struct pd_store {
 	struct rb_root_cached	by_port[PD_NPROTO];
-	struct rhashtable	classes;
+	struct rb_root		classes;	/* struct pd_class, by prefix */
 };
 
-int pd_store_init(struct pd_store *store);
-void pd_store_destroy(struct pd_store *store);
+void pd_store_init(struct pd_store *store);
 
 int pd_store_insert(struct pd_store *store, struct pd_rule *rule);
 void pd_store_remove(struct pd_store *store, struct pd_rule *rule);
