@@ -225,13 +225,13 @@ static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 	__skb_pull(skb, pkt->thoff);
 	sk = pd_target_pick(net, skb, pkt, &rule->target);
 	if (sk && pd_assign(skb, sk)) {
-		this_cpu_inc(rule->stats->steered);
+		pd_count(rule->counters, PD_COUNT_STEERED);
 		if (tw) {
 			inet_twsk_deschedule_put(inet_twsk(tw));
 			tw = NULL;
 		}
 	} else {
-		this_cpu_inc(rule->stats->undeliverable);
+		pd_count(rule->counters, PD_COUNT_UNDELIVERABLE);
 		if (pd_target_closed(&rule->target))
 			pd_reaper_kick(dp->pn);
 	}

@@ -18,6 +18,7 @@
 #include <linux/portdispatch.h>
 
 #include "attach.h"
+#include "counters.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "portset.h"
@@ -114,9 +115,12 @@ static int __init pd_init(void)
 	int err;
 
 	pd_portset_init();
-	err = pd_rules_init();
+	err = pd_counters_init();
 	if (err)
 		return err;
+	err = pd_rules_init();
+	if (err)
+		goto counters_exit;
 	pd_wq = alloc_workqueue("portdispatch", 0, 0);
 	if (!pd_wq) {
 		err = -ENOMEM;
@@ -136,6 +140,8 @@ destroy_wq:
 	destroy_workqueue(pd_wq);
 rules_exit:
 	pd_rules_exit();
+counters_exit:
+	pd_counters_exit();
 	return err;
 }
 
@@ -148,6 +154,7 @@ static void __exit pd_exit(void)
 	rcu_barrier();
 	destroy_workqueue(pd_wq);
 	pd_rules_exit();
+	pd_counters_exit();
 }
 
 module_init(pd_init);

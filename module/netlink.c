@@ -275,16 +275,18 @@ static int pd_nl_put_target(struct sk_buff *msg, const struct pd_target *t,
 
 static int pd_nl_put_stats(struct sk_buff *msg, const struct pd_rule *rule)
 {
-	struct pd_rule_stats sum;
+	u64 sum[PD_NCOUNTS];
 	struct nlattr *nest;
 
-	pd_rule_read_stats(rule, &sum);
+	pd_counters_read(rule->counters, sum);
 	nest = nla_nest_start(msg, PORTDISPATCH_A_RULE_STATS);
 	if (!nest ||
 	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_STEERED,
-			      sum.steered, PORTDISPATCH_A_RULE_STATS_PAD) ||
+			      sum[PD_COUNT_STEERED],
+			      PORTDISPATCH_A_RULE_STATS_PAD) ||
 	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE,
-			      sum.undeliverable, PORTDISPATCH_A_RULE_STATS_PAD))
+			      sum[PD_COUNT_UNDELIVERABLE],
+			      PORTDISPATCH_A_RULE_STATS_PAD))
 		return -EMSGSIZE;
 	nla_nest_end(msg, nest);
 	return 0;

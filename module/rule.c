@@ -31,12 +31,11 @@ struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp)
 	if (!rule)
 		return NULL;
 
-	rule->stats = alloc_percpu_gfp(struct pd_rule_stats, gfp);
-	if (!rule->stats) {
+	rule->counters = pd_counters_alloc(gfp);
+	if (!rule->counters) {
 		kmem_cache_free(pd_rule_cache, rule);
 		return NULL;
 	}
-	rule->owns_stats = true;
 	rule->key = *key;
 	INIT_LIST_HEAD(&rule->del_node);
 	INIT_LIST_HEAD(&rule->sock_node);
@@ -48,22 +47,8 @@ struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp)
 void pd_rule_free(struct pd_rule *rule)
 {
 	pd_target_release(&rule->target);
-	if (rule->owns_stats)
-		free_percpu(rule->stats);
+	pd_counters_put(rule->counters);
 	kmem_cache_free(pd_rule_cache, rule);
-}
-
-void pd_rule_read_stats(const struct pd_rule *rule, struct pd_rule_stats *sum)
-{
-	int cpu;
-
-	memset(sum, 0, sizeof(*sum));
-	for_each_possible_cpu(cpu) {
-		const struct pd_rule_stats *s = per_cpu_ptr(rule->stats, cpu);
-
-		sum->steered += READ_ONCE(s->steered);
-		sum->undeliverable += READ_ONCE(s->undeliverable);
-	}
 }
 
 bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families)

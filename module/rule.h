@@ -15,6 +15,7 @@
 #include <linux/types.h>
 
 #include "addr.h"
+#include "counters.h"
 #include "target.h"
 
 struct pd_class;
@@ -45,27 +46,20 @@ struct pd_key {
 	union pd_addr	addr;
 };
 
-struct pd_rule_stats {
-	u64		steered;
-	u64		undeliverable;
-};
-
 struct pd_rule {
 	/*
-	 * What packets read (stats, target.kind, .port, .sk), written only
+	 * What packets read (counters, target.kind, .port, .sk), written only
 	 * before the rule is published. Rules come from a cache aligned to
 	 * cache lines, so the control plane's writes below, to rules that
 	 * packets are reading, never touch these lines.
 	 */
-	struct pd_rule_stats __percpu *stats;	/* a replace hands them on */
+	struct pd_counters *counters;	/* a replace hands them on */
 	struct pd_target target;
 	struct pd_key	key;
 	u32		id;
 
-	bool		owns_stats ____cacheline_aligned_in_smp;
-
 	/* Batch state: staged, not yet seen by packets; or leaving. */
-	bool		staged_add;
+	bool		staged_add ____cacheline_aligned_in_smp;
 	bool		staged_del;
 	u8		del_reason;	/* enum portdispatch_del_reason */
 
@@ -85,7 +79,6 @@ int pd_rules_init(void);
 void pd_rules_exit(void);
 struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp);
 void pd_rule_free(struct pd_rule *rule);
-void pd_rule_read_stats(const struct pd_rule *rule, struct pd_rule_stats *sum);
 
 bool pd_keys_same_prefix(const struct pd_key *a, const struct pd_key *b);
 bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families);

@@ -315,10 +315,8 @@ static void pd_txn_hand_over_stats(struct pd_txn *txn)
 		if (c->op != PD_OP_REPLACE || !c->nr_removed)
 			continue;
 		old = list_first_entry(&c->removed, struct pd_rule, del_node);
-		free_percpu(c->added->stats);
-		c->added->stats = old->stats;
-		c->added->owns_stats = old->owns_stats;
-		old->owns_stats = false;
+		pd_counters_put(c->added->counters);
+		c->added->counters = pd_counters_get(old->counters);
 	}
 }
 
