@@ -22,7 +22,7 @@ int pd_counters_init(void)
 		for (i = 0; i < ARRAY_SIZE(cache->slot); i++)
 			seqcount_init(&cache->slot[i].seq);
 	}
-	pd_counters_cache = KMEM_CACHE(pd_counters, 0);
+	pd_counters_cache = KMEM_CACHE(pd_counters, SLAB_ACCOUNT);
 	return pd_counters_cache ? 0 : -ENOMEM;
 }
 

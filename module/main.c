@@ -46,12 +46,12 @@ static int __net_init pd_net_init(struct net *net)
 
 	/* A power-of-two size: kmalloc aligns it to a cache line. */
 	BUILD_BUG_ON(!is_power_of_2(sizeof(*pn->dp)));
-	pn->dp = kzalloc(sizeof(*pn->dp), GFP_KERNEL);
+	pn->dp = kzalloc(sizeof(*pn->dp), GFP_KERNEL_ACCOUNT);
 	if (!pn->dp)
 		return -ENOMEM;
 	pn->dp->pn = pn;
 	err = -ENOMEM;
-	pn->dp->stats = alloc_percpu(struct pd_ns_stats);
+	pn->dp->stats = alloc_percpu_gfp(struct pd_ns_stats, GFP_KERNEL_ACCOUNT);
 	if (!pn->dp->stats)
 		goto free_dp;
 	pd_store_init(&pn->store);
@@ -98,6 +98,7 @@ static void __net_exit pd_net_exit(struct net *net)
 	}
 	mutex_unlock(&pn->lock);
 
+	pd_reaper_release(pn);
 	free_percpu(pn->dp->stats);
 	kfree(pn->dp);
 }

@@ -74,6 +74,18 @@ static int pd_nl_missing(struct genl_info *info, int attr, const char *what)
 	return -EINVAL;
 }
 
+/*
+ * What a request allocates is charged to its memory cgroup, so running
+ * out of memory is a limit the caller can meet: say which.
+ */
+static int pd_nl_explain(struct genl_info *info, int err)
+{
+	if (err == -ENOMEM && !info->extack->_msg)
+		NL_SET_ERR_MSG(info->extack,
+			       "out of memory (rules are charged to the caller's memory cgroup)");
+	return err;
+}
+
 static int pd_nl_bad(struct genl_info *info, int attr)
 {
 	NL_SET_BAD_ATTR(info->extack, info->attrs[attr]);
@@ -419,12 +431,12 @@ unlock:
 
 static int pd_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 {
-	return pd_nl_rule_set(info, false);
+	return pd_nl_explain(info, pd_nl_rule_set(info, false));
 }
 
 static int pd_nl_rule_replace(struct sk_buff *skb, struct genl_info *info)
 {
-	return pd_nl_rule_set(info, true);
+	return pd_nl_explain(info, pd_nl_rule_set(info, true));
 }
 
 static int pd_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
@@ -447,7 +459,7 @@ static int pd_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
 		err = pd_txn_put(pn, txn, err, info->extack);
 	}
 	mutex_unlock(&pn->lock);
-	return err;
+	return pd_nl_explain(info, err);
 }
 
 static int pd_nl_flush(struct sk_buff *skb, struct genl_info *info)
@@ -465,7 +477,7 @@ static int pd_nl_flush(struct sk_buff *skb, struct genl_info *info)
 		err = pd_txn_put(pn, txn, err, info->extack);
 	}
 	mutex_unlock(&pn->lock);
-	return err;
+	return pd_nl_explain(info, err);
 }
 
 static int pd_nl_batch(struct genl_info *info, int cmd)
@@ -481,7 +493,7 @@ static int pd_nl_batch(struct genl_info *info, int cmd)
 				   cmd == PORTDISPATCH_CMD_BATCH_COMMIT,
 				   info->extack);
 	mutex_unlock(&pn->lock);
-	return err;
+	return pd_nl_explain(info, err);
 }
 
 static int pd_nl_batch_begin(struct sk_buff *skb, struct genl_info *info)

@@ -51,6 +51,12 @@ struct pd_net {
 
 	struct delayed_work	reaper;
 	unsigned long		reaper_kicked;	/* bit 0: a packet asked */
+	/*
+	 * Whose memory cgroup pays for the reaper's table builds: the last
+	 * requester's. Every request allocates in its own task, charged to
+	 * its own cgroup; the reaper runs on a workqueue, charged to nobody.
+	 */
+	struct mem_cgroup	*memcg;
 };
 
 extern unsigned int pd_net_id;

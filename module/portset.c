@@ -139,7 +139,7 @@ static int pd_group_index(struct pd_portset *set, struct pd_group *g,
 		return 0;
 	/* At most half full: probes stay short. */
 	g->mask = roundup_pow_of_two(2 * n) - 1;
-	g->slots = kvcalloc(g->mask + 1, sizeof(*g->slots), GFP_KERNEL);
+	g->slots = kvcalloc(g->mask + 1, sizeof(*g->slots), GFP_KERNEL_ACCOUNT);
 	if (!g->slots)
 		return -ENOMEM;
 	for (i = g->start; i < g->end; i++) {
@@ -201,7 +201,8 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 		v4 += !!(rule->key.families & PD_FAM_V4);
 		v6 += !!(rule->key.families & PD_FAM_V6);
 	}
-	entries = kvmalloc_array(v4 + v6, sizeof(*entries), GFP_KERNEL);
+	entries = kvmalloc_array(v4 + v6, sizeof(*entries),
+				 GFP_KERNEL_ACCOUNT);
 	if (!entries)
 		return NULL;
 
@@ -217,7 +218,7 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 
 	g4 = pd_count_groups(entries, 0, v4);
 	g6 = pd_count_groups(entries, v4, v4 + v6);
-	set = kvzalloc(struct_size(set, groups, g4 + g6), GFP_KERNEL);
+	set = kvzalloc(struct_size(set, groups, g4 + g6), GFP_KERNEL_ACCOUNT);
 	if (!set) {
 		kvfree(entries);
 		return NULL;

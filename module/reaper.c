@@ -3,7 +3,9 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/memcontrol.h>
 #include <linux/rwsem.h>
+#include <linux/sched/mm.h>
 #include <linux/workqueue.h>
 
 #include "pernet.h"
@@ -51,17 +53,41 @@ void pd_reaper_work(struct work_struct *work)
 	struct pd_net *pn = container_of(to_delayed_work(work), struct pd_net,
 					 reaper);
 
+	struct mem_cgroup *old_memcg;
+
 	clear_bit(0, &pn->reaper_kicked);
 	down_read(&pd_reaper_gate);
 	if (!pd_reapers_stopped) {
 		mutex_lock(&pn->lock);
 		if (!pn->dying) {
+			old_memcg = set_active_memcg(pn->memcg);
 			pd_reap_locked(pn);
+			set_active_memcg(old_memcg);
 			pd_reaper_arm(pn);
 		}
 		mutex_unlock(&pn->lock);
 	}
 	up_read(&pd_reaper_gate);
+}
+
+/* Under pn->lock, from a request: its cgroup pays for the next reaps. */
+void pd_reaper_bill_current(struct pd_net *pn)
+{
+	struct mem_cgroup *memcg = get_mem_cgroup_from_mm(current->mm);
+
+	if (memcg == pn->memcg) {
+		mem_cgroup_put(memcg);
+		return;
+	}
+	mem_cgroup_put(pn->memcg);
+	pn->memcg = memcg;
+}
+
+/* The namespace's end, once no reaper can run. */
+void pd_reaper_release(struct pd_net *pn)
+{
+	mem_cgroup_put(pn->memcg);
+	pn->memcg = NULL;
 }
 
 /* Module unload: no reaper runs, or will run, past this point. */

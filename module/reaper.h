@@ -15,6 +15,8 @@ void pd_reaper_work(struct work_struct *work);
 void pd_reap_locked(struct pd_net *pn);
 void pd_reaper_arm(struct pd_net *pn);
 void pd_reaper_kick(struct pd_net *pn);
+void pd_reaper_bill_current(struct pd_net *pn);
+void pd_reaper_release(struct pd_net *pn);
 void pd_reapers_stop(void);
 
 #endif /* _PD_REAPER_H */

@@ -13,7 +13,7 @@ static struct kmem_cache *pd_rule_cache __read_mostly;
 
 int pd_rules_init(void)
 {
-	pd_rule_cache = KMEM_CACHE(pd_rule, SLAB_HWCACHE_ALIGN);
+	pd_rule_cache = KMEM_CACHE(pd_rule, SLAB_HWCACHE_ALIGN | SLAB_ACCOUNT);
 	return pd_rule_cache ? 0 : -ENOMEM;
 }
 

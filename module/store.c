@@ -117,7 +117,7 @@ int pd_store_insert(struct pd_store *store, struct pd_rule *rule)
 
 	class = pd_class_find(store, &rule->key, &link, &parent);
 	if (!class) {
-		class = kzalloc(sizeof(*class), GFP_KERNEL);
+		class = kzalloc(sizeof(*class), GFP_KERNEL_ACCOUNT);
 		if (!class)
 			return -ENOMEM;
 		pd_class_key_of(&class->key, &rule->key);

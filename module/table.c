@@ -77,7 +77,7 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 
 	for (b = b0; b <= b1; b++) {
 		table->block[proto][b] = kzalloc(sizeof(*table->block[proto][b]),
-						 GFP_KERNEL);
+						 GFP_KERNEL_ACCOUNT);
 		if (!table->block[proto][b])
 			return -ENOMEM;
 	}
@@ -88,7 +88,7 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 	if (!nr)
 		goto prune;
 
-	edges = kvmalloc_array(2 * nr, sizeof(*edges), GFP_KERNEL);
+	edges = kvmalloc_array(2 * nr, sizeof(*edges), GFP_KERNEL_ACCOUNT);
 	if (!edges)
 		return -ENOMEM;
 	for (rule = pd_store_first_in(store, proto, lo, hi); rule;
@@ -157,9 +157,9 @@ struct pd_table *pd_table_rebuild(struct pd_store *store,
 	int err = 0;
 
 	if (old)
-		table = kmemdup(old, sizeof(*table), GFP_KERNEL);
+		table = kmemdup(old, sizeof(*table), GFP_KERNEL_ACCOUNT);
 	else
-		table = kzalloc(sizeof(*table), GFP_KERNEL);
+		table = kzalloc(sizeof(*table), GFP_KERNEL_ACCOUNT);
 	if (!table)
 		return ERR_PTR(-ENOMEM);
 

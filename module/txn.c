@@ -56,7 +56,7 @@ static void pd_garbage_free(struct work_struct *work)
 
 struct pd_txn *pd_txn_begin(u32 portid)
 {
-	struct pd_txn *txn = kzalloc(sizeof(*txn), GFP_KERNEL);
+	struct pd_txn *txn = kzalloc(sizeof(*txn), GFP_KERNEL_ACCOUNT);
 
 	if (!txn)
 		return NULL;
@@ -67,7 +67,7 @@ struct pd_txn *pd_txn_begin(u32 portid)
 
 static struct pd_change *pd_change_new(struct pd_txn *txn, enum pd_op op)
 {
-	struct pd_change *c = kzalloc(sizeof(*c), GFP_KERNEL);
+	struct pd_change *c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
 
 	if (!c)
 		return NULL;
@@ -370,7 +370,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	old = rcu_dereference_protected(pn->dp->table,
 					lockdep_is_held(&pn->lock));
 	g = kzalloc(struct_size(g, blocks, bitmap_weight(txn->dirty, PD_NDIRTY)),
-		    GFP_KERNEL);
+		    GFP_KERNEL_ACCOUNT);
 	if (!g) {
 		err = -ENOMEM;
 		goto abort;
@@ -429,6 +429,7 @@ struct pd_txn *pd_txn_get(struct pd_net *pn, u32 portid,
 {
 	struct pd_txn *txn;
 
+	pd_reaper_bill_current(pn);
 	if (pn->batch) {
 		if (pn->batch->portid == portid)
 			return pn->batch;
