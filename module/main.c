@@ -34,6 +34,10 @@ unsigned int pd_max_rules __read_mostly = 65536;
 module_param_named(max_rules, pd_max_rules, uint, 0644);
 MODULE_PARM_DESC(max_rules, "Most rules one network namespace may hold (default 65536)");
 
+unsigned int pd_max_rules_total __read_mostly = 262144;
+module_param_named(max_rules_total, pd_max_rules_total, uint, 0644);
+MODULE_PARM_DESC(max_rules_total, "Most rules all network namespaces together may hold (default 262144)");
+
 static int __net_init pd_net_init(struct net *net)
 {
 	struct pd_net *pn = pd_net(net);
@@ -90,6 +94,7 @@ static void __net_exit pd_net_exit(struct net *net)
 	/* No reader is left: the hooks went before the last grace period. */
 	pd_table_destroy(rcu_dereference_protected(pn->dp->table, true));
 	RCU_INIT_POINTER(pn->dp->table, NULL);
+	pd_txn_host_release(pn->nr_rules);
 	for (proto = 0; proto < PD_NPROTO; proto++) {
 		while ((rule = pd_store_seek(&pn->store, proto, 0))) {
 			pd_store_remove(&pn->store, rule);

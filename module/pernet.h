@@ -61,6 +61,7 @@ struct pd_net {
 
 extern unsigned int pd_net_id;
 extern unsigned int pd_max_rules;
+extern unsigned int pd_max_rules_total;
 extern struct workqueue_struct *pd_wq;
 
 static inline struct pd_net *pd_net(const struct net *net)

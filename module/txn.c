@@ -19,6 +19,33 @@
 #include "table.h"
 #include "txn.h"
 
+atomic_t pd_host_rules = ATOMIC_INIT(0);
+
+/*
+ * The host's count takes a rule when it is staged and gives one back when
+ * its removal commits, so that concurrent namespaces cannot overshoot the
+ * ceiling between staging and commit, and an abort gives back exactly
+ * what the staging took.
+ */
+static bool pd_host_charge(struct pd_change *c, unsigned int n)
+{
+	unsigned int max = READ_ONCE(pd_max_rules_total);
+
+	if (!n)
+		return true;
+	if (atomic_add_return(n, &pd_host_rules) > max) {
+		atomic_sub(n, &pd_host_rules);
+		return false;
+	}
+	c->host_charged = n;
+	return true;
+}
+
+void pd_txn_host_release(unsigned int rules)
+{
+	atomic_sub(rules, &pd_host_rules);
+}
+
 struct pd_txn {
 	u32		portid;		/* the batch's socket; 0 for a lone request */
 	bool		failed;		/* a command of the batch failed */
@@ -109,6 +136,7 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 		pd_store_remove(&pn->store, c->added);
 		pd_rule_free(c->added);
 	}
+	pd_txn_host_release(c->host_charged);
 	list_del(&c->node);
 	kfree(c);
 }
@@ -184,7 +212,7 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 
 	if ((long)pn->nr_rules + txn->delta + 1 - replaced > max) {
 		NL_SET_ERR_MSG_FMT(extack,
-				   "the table is full (module parameter max_rules=%u)",
+				   "this namespace's table is full (max_rules=%u)",
 				   max);
 		err = -ENOSPC;
 		goto free;
@@ -193,6 +221,15 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 	c = pd_change_new(txn, replace ? PD_OP_REPLACE : PD_OP_ADD);
 	if (!c) {
 		err = -ENOMEM;
+		goto free;
+	}
+	/* A rule replacing one takes no room: the old one's is handed on. */
+	if (!pd_host_charge(c, !replaced)) {
+		NL_SET_ERR_MSG_FMT(extack,
+				   "the host is at its limit of %u rules (max_rules_total)",
+				   READ_ONCE(pd_max_rules_total));
+		pd_change_undo(pn, txn, c);
+		err = -ENOSPC;
 		goto free;
 	}
 
@@ -343,6 +380,9 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 			list_del_init(&rule->sock_node);
 			pn->nr_rules--;
 		}
+		/* The host's count: now it holds exactly the published rules. */
+		pd_txn_host_release(c->nr_removed + c->host_charged -
+				    !!c->added);
 		list_splice_tail_init(&c->removed, &g->rules);
 		list_del(&c->node);
 		kfree(c);

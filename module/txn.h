@@ -10,6 +10,7 @@
 #ifndef _PD_TXN_H
 #define _PD_TXN_H
 
+#include <linux/atomic.h>
 #include <linux/list.h>
 #include <linux/types.h>
 
@@ -33,7 +34,14 @@ struct pd_change {
 	struct pd_rule	*added;		/* ADD, REPLACE */
 	struct list_head removed;	/* rules leaving, through del_node */
 	u32		nr_removed;
+	u32		host_charged;	/* what it took of max_rules_total */
 };
+
+/* Rules of every namespace, staged additions included. */
+extern atomic_t pd_host_rules;
+
+/* A namespace's end: its published rules leave the host's count. */
+void pd_txn_host_release(unsigned int rules);
 
 /* The transaction for a change request from netlink socket @portid. */
 struct pd_txn *pd_txn_get(struct pd_net *pn, u32 portid,

@@ -105,7 +105,7 @@ test_table_limit()
 	defer sh -c "echo $old > $param"
 	echo 2 > "$param"
 	pc add tcp 8 to port 8080
-	refused "the table is full \\(module parameter max_rules=2\\)" add tcp 9 to port 8080
+	refused "this namespace.s table is full \\(max_rules=2\\)" add tcp 9 to port 8080
 }
 
 ktap_plan 5
