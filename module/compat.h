@@ -14,9 +14,9 @@
 
 /*
  * NL_SET_ERR_MSG_FMT (6.2) formats into a buffer inside the extack. Before
- * it, the message must outlive the doit until the ack is written, which
- * happens after genl_mutex is dropped, so a single static buffer could be
- * overwritten by a concurrent request. A small ring of buffers makes that a
+ * it, the message must outlive the doit until the ack is written, and
+ * requests run in parallel (parallel_ops), so a single static buffer
+ * could be overwritten by a concurrent request. A small ring of buffers makes that a
  * matter of dozens of concurrent failing requests within one ack's time, and
  * even then only the text is wrong: every slot stays NUL-terminated.
  */

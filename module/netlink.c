@@ -732,6 +732,11 @@ static struct genl_family pd_nl_family __ro_after_init = {
 	.name		= PORTDISPATCH_FAMILY_NAME,
 	.version	= PORTDISPATCH_FAMILY_VERSION,
 	.netnsok	= true,
+	/*
+	 * Namespaces serialise on their own lock; genl_mutex, which every
+	 * family's lookup on the host needs, is never held for us.
+	 */
+	.parallel_ops	= true,
 	.module		= THIS_MODULE,
 	.ops		= pd_nl_ops,
 	.n_ops		= ARRAY_SIZE(pd_nl_ops),
