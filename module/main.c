@@ -99,6 +99,7 @@ static void __net_exit pd_net_exit(struct net *net)
 		while ((rule = pd_store_seek(&pn->store, proto, 0))) {
 			pd_store_remove(&pn->store, rule);
 			pd_rule_free(rule);
+			cond_resched();
 		}
 	}
 	mutex_unlock(&pn->lock);

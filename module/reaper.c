@@ -5,6 +5,7 @@
 
 #include <linux/memcontrol.h>
 #include <linux/rwsem.h>
+#include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/workqueue.h>
 
@@ -33,6 +34,7 @@ void pd_reap_locked(struct pd_net *pn)
 		return;
 
 	list_for_each_entry(rule, &pn->sock_rules, sock_node) {
+		cond_resched();
 		if (!pd_target_closed(&rule->target))
 			continue;
 		if (!txn) {

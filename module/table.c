@@ -7,6 +7,7 @@
 #include <linux/err.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
@@ -83,8 +84,10 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 	}
 
 	for (rule = pd_store_first_in(store, proto, lo, hi); rule;
-	     rule = pd_store_next_in(rule, lo, hi))
+	     rule = pd_store_next_in(rule, lo, hi)) {
 		nr += pd_rule_live_after_commit(rule);
+		cond_resched();
+	}
 	if (!nr)
 		goto prune;
 
@@ -93,6 +96,7 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 		return -ENOMEM;
 	for (rule = pd_store_first_in(store, proto, lo, hi); rule;
 	     rule = pd_store_next_in(rule, lo, hi)) {
+		cond_resched();
 		if (!pd_rule_live_after_commit(rule))
 			continue;
 		edges[i++] = (struct pd_edge){
@@ -122,6 +126,7 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 			      i < 2 * nr ? edges[i].pos - 1 : hi, &active);
 		if (err)
 			break;
+		cond_resched();
 	}
 	list_for_each_entry_safe(rule, tmp, &active, build_node)
 		list_del_init(&rule->build_node);

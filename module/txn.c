@@ -7,6 +7,7 @@
 #include <linux/err.h>
 #include <linux/overflow.h>
 #include <linux/rcupdate.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 #include <linux/portdispatch.h>
@@ -77,6 +78,7 @@ static void pd_garbage_free(struct work_struct *work)
 	list_for_each_entry_safe(rule, tmp, &g->rules, del_node) {
 		list_del(&rule->del_node);
 		pd_rule_free(rule);
+		cond_resched();
 	}
 	kfree(g);
 }
@@ -313,6 +315,7 @@ int pd_txn_flush(struct pd_net *pn, struct pd_txn *txn)
 			if (!rule->staged_del)
 				pd_change_remove(txn, c, rule,
 						 PORTDISPATCH_DEL_REASON_REQUEST);
+			cond_resched();
 		}
 	}
 	return 0;
@@ -332,8 +335,10 @@ void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
 {
 	struct pd_change *c, *tmp;
 
-	list_for_each_entry_safe_reverse(c, tmp, &txn->journal, node)
+	list_for_each_entry_safe_reverse(c, tmp, &txn->journal, node) {
 		pd_change_undo(pn, txn, c);
+		cond_resched();
+	}
 	kfree(txn);
 }
 
@@ -386,6 +391,7 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 		list_splice_tail_init(&c->removed, &g->rules);
 		list_del(&c->node);
 		kfree(c);
+		cond_resched();
 	}
 }
 
