@@ -24,18 +24,19 @@
 static DECLARE_RWSEM(pd_reaper_gate);
 static bool pd_reapers_stopped;
 
-/* Under pn->lock. An open batch holds the table: the reaper waits for it. */
+/*
+ * Under pn->lock. An open batch does not hold the reaper back: its own
+ * commit builds the table as published, without the batch's staging. A
+ * rule the batch is removing already is left to the batch.
+ */
 void pd_reap_locked(struct pd_net *pn)
 {
 	struct pd_txn *txn = NULL;
 	struct pd_rule *rule;
 
-	if (pn->batch)
-		return;
-
 	list_for_each_entry(rule, &pn->sock_rules, sock_node) {
 		cond_resched();
-		if (!pd_target_closed(&rule->target))
+		if (rule->staged_del || !pd_target_closed(&rule->target))
 			continue;
 		if (!txn) {
 			txn = pd_txn_begin(0);

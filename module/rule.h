@@ -19,6 +19,7 @@
 #include "target.h"
 
 struct pd_class;
+struct pd_txn;
 
 /* Protocols get dense indexes so that tables can be arrays. */
 enum pd_proto {
@@ -58,8 +59,13 @@ struct pd_rule {
 	struct pd_key	key;
 	u32		id;
 
-	/* Batch state: staged, not yet seen by packets; or leaving. */
-	bool		staged_add ____cacheline_aligned_in_smp;
+	/*
+	 * Transaction state: staged, not yet seen by packets; or leaving;
+	 * and by whom. The reaper commits while a batch is open, so the
+	 * store can hold another transaction's staging.
+	 */
+	const struct pd_txn *staged_by ____cacheline_aligned_in_smp;
+	bool		staged_add;
 	bool		staged_del;
 	u8		del_reason;	/* enum portdispatch_del_reason */
 
@@ -83,6 +89,18 @@ void pd_rule_free(struct pd_rule *rule);
 bool pd_keys_same_prefix(const struct pd_key *a, const struct pd_key *b);
 bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families);
 int pd_key_format(const struct pd_key *key, char *buf, size_t len);
+
+/*
+ * Whether @rule is in the table that @txn's commit publishes: what @txn
+ * staged counts, another transaction's staging does not (yet).
+ */
+static inline bool pd_rule_live_after(const struct pd_rule *rule,
+				      const struct pd_txn *txn)
+{
+	if (rule->staged_by && rule->staged_by != txn)
+		return !rule->staged_add;
+	return !rule->staged_del;
+}
 
 static inline bool pd_rule_is_socket(const struct pd_rule *rule)
 {

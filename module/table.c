@@ -54,18 +54,14 @@ static int pd_edge_cmp(const void *a, const void *b)
 	return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-static bool pd_rule_live_after_commit(const struct pd_rule *rule)
-{
-	return !rule->staged_del;
-}
-
 /*
  * Rebuild blocks [b0, b1] of @proto with a sweep over the ports: the rules
  * covering the run start and stop at their edges, and every stretch of
  * ports between two edges gets one port set for the rules active there.
  */
-static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
-			  u8 proto, unsigned int b0, unsigned int b1)
+static int pd_rebuild_run(struct pd_store *store, const struct pd_txn *txn,
+			  struct pd_table *table, u8 proto, unsigned int b0,
+			  unsigned int b1)
 {
 	u16 lo = b0 << PD_BLOCK_SHIFT;
 	u16 hi = ((b1 + 1) << PD_BLOCK_SHIFT) - 1;
@@ -85,7 +81,7 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 
 	for (rule = pd_store_first_in(store, proto, lo, hi); rule;
 	     rule = pd_store_next_in(rule, lo, hi)) {
-		nr += pd_rule_live_after_commit(rule);
+		nr += pd_rule_live_after(rule, txn);
 		cond_resched();
 	}
 	if (!nr)
@@ -97,7 +93,7 @@ static int pd_rebuild_run(struct pd_store *store, struct pd_table *table,
 	for (rule = pd_store_first_in(store, proto, lo, hi); rule;
 	     rule = pd_store_next_in(rule, lo, hi)) {
 		cond_resched();
-		if (!pd_rule_live_after_commit(rule))
+		if (!pd_rule_live_after(rule, txn))
 			continue;
 		edges[i++] = (struct pd_edge){
 			.pos = max(rule->key.port_min, lo),
@@ -148,10 +144,11 @@ prune:
 
 /*
  * A new table: @old with the @dirty blocks rebuilt from the store as it
- * will be after the commit. The blocks of @old it no longer uses are put
+ * will be after @txn commits. The blocks of @old it no longer uses are put
  * in @replaced, to be freed once no reader can see @old.
  */
 struct pd_table *pd_table_rebuild(struct pd_store *store,
+				  const struct pd_txn *txn,
 				  const struct pd_table *old,
 				  const unsigned long *dirty,
 				  struct pd_block **replaced,
@@ -177,7 +174,7 @@ struct pd_table *pd_table_rebuild(struct pd_store *store,
 
 		end = find_next_zero_bit(dirty, PD_NDIRTY, bit);
 		stop = min(end, (proto + 1) * PD_NBLOCKS);
-		err = pd_rebuild_run(store, table, proto, bit % PD_NBLOCKS,
+		err = pd_rebuild_run(store, txn, table, proto, bit % PD_NBLOCKS,
 				     (stop - 1) % PD_NBLOCKS);
 		if (err)
 			goto fail;

@@ -21,6 +21,7 @@
 #include "rule.h"
 
 struct pd_store;
+struct pd_txn;
 
 #define PD_BLOCK_SHIFT	8
 #define PD_BLOCK_PORTS	BIT(PD_BLOCK_SHIFT)
@@ -50,6 +51,7 @@ pd_table_port(const struct pd_table *table, u8 proto, u16 port)
 void pd_table_mark_dirty(unsigned long *dirty, u8 proto, u16 lo, u16 hi);
 
 struct pd_table *pd_table_rebuild(struct pd_store *store,
+				  const struct pd_txn *txn,
 				  const struct pd_table *old,
 				  const unsigned long *dirty,
 				  struct pd_block **replaced,

@@ -110,6 +110,7 @@ static void pd_change_remove(struct pd_txn *txn, struct pd_change *c,
 			     struct pd_rule *rule, u8 reason)
 {
 	rule->staged_del = true;
+	rule->staged_by = txn;
 	rule->del_reason = reason;
 	list_add_tail(&rule->del_node, &c->removed);
 	c->nr_removed++;
@@ -127,6 +128,8 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 
 	list_for_each_entry_safe(rule, tmp, &c->removed, del_node) {
 		rule->staged_del = false;
+		if (!rule->staged_add)
+			rule->staged_by = NULL;
 		rule->del_reason = PORTDISPATCH_DEL_REASON_UNSPEC;
 		list_del_init(&rule->del_node);
 		txn->delta++;
@@ -249,6 +252,7 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 		rule->id = ++pn->next_id;
 
 	rule->staged_add = true;
+	rule->staged_by = txn;
 	err = pd_store_insert(&pn->store, rule);
 	if (err) {
 		pd_change_undo(pn, txn, c);
@@ -372,6 +376,7 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 	list_for_each_entry_safe(c, tmp, &txn->journal, node) {
 		if (c->added) {
 			c->added->staged_add = false;
+			c->added->staged_by = NULL;
 			pn->nr_rules++;
 			if (pd_rule_is_socket(c->added))
 				list_add_tail(&c->added->sock_node,
@@ -422,7 +427,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		goto abort;
 	}
 
-	table = pd_table_rebuild(&pn->store, old, txn->dirty, g->blocks,
+	table = pd_table_rebuild(&pn->store, txn, old, txn->dirty, g->blocks,
 				 &g->nr_blocks);
 	if (IS_ERR(table)) {
 		err = PTR_ERR(table);
