@@ -38,6 +38,10 @@ unsigned int pd_max_rules_total __read_mostly = 262144;
 module_param_named(max_rules_total, pd_max_rules_total, uint, 0644);
 MODULE_PARM_DESC(max_rules_total, "Most rules all network namespaces together may hold (default 262144)");
 
+unsigned int pd_batch_idle_ms __read_mostly = 10000;
+module_param_named(batch_idle_ms, pd_batch_idle_ms, uint, 0644);
+MODULE_PARM_DESC(batch_idle_ms, "An open batch whose owner sends nothing for this long is dropped; 0: never (default 10000)");
+
 static int __net_init pd_net_init(struct net *net)
 {
 	struct pd_net *pn = pd_net(net);
@@ -47,6 +51,7 @@ static int __net_init pd_net_init(struct net *net)
 	mutex_init(&pn->lock);
 	INIT_LIST_HEAD(&pn->sock_rules);
 	INIT_DELAYED_WORK(&pn->reaper, pd_reaper_work);
+	INIT_DELAYED_WORK(&pn->batch_idle, pd_batch_idle_work);
 
 	/* A power-of-two size: kmalloc aligns it to a cache line. */
 	BUILD_BUG_ON(!is_power_of_2(sizeof(*pn->dp)));
@@ -84,6 +89,7 @@ static void __net_exit pd_net_exit(struct net *net)
 	struct pd_rule *rule;
 	int proto;
 
+	cancel_delayed_work_sync(&pn->batch_idle);
 	cancel_delayed_work_sync(&pn->reaper);
 
 	mutex_lock(&pn->lock);

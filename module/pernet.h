@@ -41,6 +41,10 @@ struct pd_net {
 	struct mutex		lock;
 	struct pd_store		store;
 	struct pd_txn		*batch;		/* the open batch, if any */
+	struct delayed_work	batch_idle;	/* drops it when its owner idles */
+	unsigned long		batch_deadline;	/* jiffies */
+	u32			batch_dropped;	/* its owner's portid, until told */
+	unsigned int		batch_dropped_ms;
 	unsigned int		nr_rules;	/* published rules */
 	u32			next_id;
 	u32			generation;	/* bumped by every commit */
@@ -62,6 +66,7 @@ struct pd_net {
 extern unsigned int pd_net_id;
 extern unsigned int pd_max_rules;
 extern unsigned int pd_max_rules_total;
+extern unsigned int pd_batch_idle_ms;
 extern struct workqueue_struct *pd_wq;
 
 static inline struct pd_net *pd_net(const struct net *net)

@@ -475,15 +475,73 @@ abort:
 	return err;
 }
 
+/*
+ * An open batch keeps every other writer of the namespace out, so one
+ * whose owner stops talking is dropped; the owner learns it from its next
+ * request, which would otherwise apply alone what was meant for the batch.
+ */
+static int pd_batch_check_dropped(struct pd_net *pn, u32 portid,
+				  struct netlink_ext_ack *extack)
+{
+	if (!pn->batch_dropped || pn->batch_dropped != portid)
+		return 0;
+	pn->batch_dropped = 0;
+	NL_SET_ERR_MSG_FMT(extack,
+			   "the batch was dropped after %u ms idle: nothing in it was applied",
+			   pn->batch_dropped_ms);
+	return -ETIMEDOUT;
+}
+
+/* The owner spoke: the batch may idle for batch_idle_ms from now. */
+static void pd_batch_touch(struct pd_net *pn)
+{
+	unsigned int ms = READ_ONCE(pd_batch_idle_ms);
+	unsigned long idle = msecs_to_jiffies(ms);
+
+	if (!ms)
+		return;
+	pn->batch_deadline = jiffies + idle;
+	mod_delayed_work(pd_wq, &pn->batch_idle, idle);
+}
+
+void pd_batch_idle_work(struct work_struct *work)
+{
+	struct pd_net *pn = container_of(to_delayed_work(work), struct pd_net,
+					 batch_idle);
+	u32 owner;
+
+	mutex_lock(&pn->lock);
+	if (!pn->batch || pn->dying)
+		goto out;
+	/* The owner spoke while this work was waiting for the lock. */
+	if (time_before(jiffies, pn->batch_deadline)) {
+		mod_delayed_work(pd_wq, &pn->batch_idle,
+				 pn->batch_deadline - jiffies);
+		goto out;
+	}
+	owner = pn->batch->portid;
+	pd_batch_end(pn, owner, false, NULL);
+	pn->batch_dropped = owner;
+	pn->batch_dropped_ms = READ_ONCE(pd_batch_idle_ms);
+out:
+	mutex_unlock(&pn->lock);
+}
+
 struct pd_txn *pd_txn_get(struct pd_net *pn, u32 portid,
 			  struct netlink_ext_ack *extack)
 {
 	struct pd_txn *txn;
+	int err;
 
 	pd_reaper_bill_current(pn);
+	err = pd_batch_check_dropped(pn, portid, extack);
+	if (err)
+		return ERR_PTR(err);
 	if (pn->batch) {
-		if (pn->batch->portid == portid)
+		if (pn->batch->portid == portid) {
+			pd_batch_touch(pn);
 			return pn->batch;
+		}
 		NL_SET_ERR_MSG_FMT(extack,
 				   "a batch of netlink socket %u is in progress",
 				   pn->batch->portid);
@@ -511,6 +569,10 @@ int pd_txn_put(struct pd_net *pn, struct pd_txn *txn, int err,
 int pd_batch_begin(struct pd_net *pn, u32 portid,
 		   struct netlink_ext_ack *extack)
 {
+	int err = pd_batch_check_dropped(pn, portid, extack);
+
+	if (err)
+		return err;
 	if (pn->batch) {
 		if (pn->batch->portid == portid)
 			NL_SET_ERR_MSG(extack, "this socket already has a batch open");
@@ -521,25 +583,33 @@ int pd_batch_begin(struct pd_net *pn, u32 portid,
 		return -EBUSY;
 	}
 	pn->batch = pd_txn_begin(portid);
-	return pn->batch ? 0 : -ENOMEM;
+	if (!pn->batch)
+		return -ENOMEM;
+	pd_batch_touch(pn);
+	return 0;
 }
 
 int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
 		 struct netlink_ext_ack *extack)
 {
 	struct pd_txn *txn = pn->batch;
-	int err = 0;
+	int err;
 
+	err = pd_batch_check_dropped(pn, portid, extack);
+	if (err)
+		return err;
 	if (!txn || txn->portid != portid) {
 		NL_SET_ERR_MSG(extack, "this socket has no batch open");
 		return -EINVAL;
 	}
 	pn->batch = NULL;
+	/* A work already running finds no batch, or a later one. */
+	cancel_delayed_work(&pn->batch_idle);
 	if (commit)
 		err = pd_txn_commit(pn, txn, extack);
 	else
 		pd_txn_abort(pn, txn);
-	/* The reaper waits while a batch is open. */
+	/* Rules whose removal the batch held are the reaper's again. */
 	pd_reaper_kick(pn);
 	return err;
 }
@@ -547,6 +617,8 @@ int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
 /* The socket that owned a batch is gone: drop the batch, if it had one. */
 void pd_batch_release(struct pd_net *pn, u32 portid)
 {
+	if (pn->batch_dropped == portid)
+		pn->batch_dropped = 0;
 	if (pn->batch && pn->batch->portid == portid)
 		pd_batch_end(pn, portid, false, NULL);
 }

@@ -19,6 +19,7 @@ struct pd_key;
 struct pd_net;
 struct pd_rule;
 struct pd_txn;
+struct work_struct;
 
 enum pd_op {
 	PD_OP_ADD,
@@ -67,5 +68,6 @@ int pd_batch_begin(struct pd_net *pn, u32 portid,
 int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
 		 struct netlink_ext_ack *extack);
 void pd_batch_release(struct pd_net *pn, u32 portid);
+void pd_batch_idle_work(struct work_struct *work);
 
 #endif /* _PD_TXN_H */
