@@ -53,24 +53,27 @@ static bool pd_entry_is(const struct pd_entry *e, const union pd_addr *addr,
 	return ipv6_addr_equal(&e->addr.v6, &addr->v6);
 }
 
-static const struct pd_entry *pd_group_find(const struct pd_portset *set,
-					    const struct pd_group *g,
+static const struct pd_entry *pd_group_find(const struct pd_group *g,
 					    const union pd_addr *addr,
 					    u8 family)
 {
 	u32 i, slot;
 
 	if (!g->mask) {
-		for (i = g->start; i < g->end; i++)
-			if (pd_entry_is(&set->entries[i], addr, family))
-				return &set->entries[i];
+		for (i = 0; i < g->nr; i++)
+			if (pd_entry_is(&g->entries[i], addr, family))
+				return &g->entries[i];
 		return NULL;
 	}
 
-	for (i = pd_addr_hash(addr, family) & g->mask; (slot = g->slots[i]);
-	     i = (i + 1) & g->mask)
-		if (pd_entry_is(&set->entries[slot - 1], addr, family))
-			return &set->entries[slot - 1];
+	/* The slot's entry is written before the slot: its address orders. */
+	for (i = pd_addr_hash(addr, family) & g->mask;
+	     (slot = READ_ONCE(g->slots[i])) != PD_SLOT_EMPTY;
+	     i = (i + 1) & g->mask) {
+		if (slot != PD_SLOT_GONE &&
+		    pd_entry_is(&g->entries[slot - 1], addr, family))
+			return &g->entries[slot - 1];
+	}
 	return NULL;
 }
 
@@ -92,9 +95,9 @@ struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
 			masked.v4 = daddr->v4 & inet_make_mask(g->plen);
 		else
 			ipv6_addr_prefix(&masked.v6, &daddr->v6, g->plen);
-		e = pd_group_find(set, g, &masked, family);
+		e = pd_group_find(g, &masked, family);
 		if (e)
-			return e->rule;
+			return READ_ONCE(e->rule);
 	}
 	return set->any[f];
 }
@@ -130,50 +133,69 @@ static u16 pd_count_groups(const struct pd_entry *e, u32 start, u32 end)
 	return n;
 }
 
-static int pd_group_index(struct pd_portset *set, struct pd_group *g,
-			  u8 family)
+/* The first slot for @addr that holds no entry, removed ones' included. */
+static u32 pd_group_free_slot(const struct pd_group *g,
+			      const union pd_addr *addr, u8 family)
 {
-	u32 n = g->end - g->start, i, slot;
+	u32 i = pd_addr_hash(addr, family) & g->mask;
 
-	if (n < PD_HASH_MIN)
+	while (g->slots[i] != PD_SLOT_EMPTY && g->slots[i] != PD_SLOT_GONE)
+		i = (i + 1) & g->mask;
+	return i;
+}
+
+/*
+ * A group of @n entries from @src, its own copy. A hashed one gets room
+ * for half as many again, and twice as many slots as entries it can
+ * hold, so that probes stay short until a rebuild, n lone additions later
+ * at the earliest: in place, additions cost O(1) amortised.
+ */
+static int pd_group_init(struct pd_group *g, const struct pd_entry *src,
+			 u32 n, u8 family)
+{
+	u32 i, slot;
+
+	g->plen = src->rule->key.plen;
+	g->nr = n;
+	g->cap = n;
+	if (n >= PD_HASH_MIN && g->plen)
+		g->cap = n + n / 2;
+	g->entries = kvmalloc_array(g->cap, sizeof(*g->entries),
+				    GFP_KERNEL_ACCOUNT);
+	if (!g->entries)
+		return -ENOMEM;
+	memcpy(g->entries, src, n * sizeof(*src));
+	if (g->cap == n)
 		return 0;
-	/* At most half full: probes stay short. */
-	g->mask = roundup_pow_of_two(2 * n) - 1;
+
+	g->live = n;
+	g->mask = roundup_pow_of_two(2 * g->cap) - 1;
 	g->slots = kvcalloc(g->mask + 1, sizeof(*g->slots), GFP_KERNEL_ACCOUNT);
 	if (!g->slots)
 		return -ENOMEM;
-	for (i = g->start; i < g->end; i++) {
-		slot = pd_addr_hash(&set->entries[i].addr, family) & g->mask;
-		while (g->slots[slot])
-			slot = (slot + 1) & g->mask;
+	for (i = 0; i < n; i++) {
+		slot = pd_group_free_slot(g, &g->entries[i].addr, family);
 		g->slots[slot] = i + 1;
 	}
 	return 0;
 }
 
 /* Groups for entries[start, end) of one family, from groups[first]. */
-static int pd_make_groups(struct pd_portset *set, u16 first, u32 start,
-			  u32 end, u8 family)
+static int pd_make_groups(struct pd_portset *set, const struct pd_entry *e,
+			  u16 first, u32 start, u32 end, u8 family)
 {
-	struct pd_group *g = NULL;
-	u16 n = 0, k;
-	u32 i;
+	u32 i, from = start;
+	u16 n = 0;
 	int err;
 
-	for (i = start; i < end; i++) {
-		u8 plen = set->entries[i].rule->key.plen;
-
-		if (!g || plen != g->plen) {
-			g = &set->groups[first + n++];
-			g->start = i;
-			g->plen = plen;
-		}
-		g->end = i + 1;
-	}
-	for (k = 0; k < n; k++) {
-		err = pd_group_index(set, &set->groups[first + k], family);
+	for (i = start + 1; i <= end && start < end; i++) {
+		if (i < end && e[i].rule->key.plen == e[from].rule->key.plen)
+			continue;
+		err = pd_group_init(&set->groups[first + n++], e + from,
+				    i - from, family);
 		if (err)
 			return err;
+		from = i;
 	}
 	return 0;
 }
@@ -182,9 +204,10 @@ static void pd_portset_free(struct pd_portset *set)
 {
 	unsigned int i;
 
-	for (i = 0; i < set->nr_groups[0] + set->nr_groups[1]; i++)
+	for (i = 0; i < set->nr_groups[0] + set->nr_groups[1]; i++) {
 		kvfree(set->groups[i].slots);
-	kvfree(set->entries);
+		kvfree(set->groups[i].entries);
+	}
 	kvfree(set);
 }
 
@@ -219,17 +242,15 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 	g4 = pd_count_groups(entries, 0, v4);
 	g6 = pd_count_groups(entries, v4, v4 + v6);
 	set = kvzalloc(struct_size(set, groups, g4 + g6), GFP_KERNEL_ACCOUNT);
-	if (!set) {
-		kvfree(entries);
-		return NULL;
-	}
-	set->entries = entries;
+	if (!set)
+		goto out;
 	set->nr_groups[0] = g4;
 	set->nr_groups[1] = g6;
-	if (pd_make_groups(set, 0, 0, v4, AF_INET) ||
-	    pd_make_groups(set, g4, v4, v4 + v6, AF_INET6)) {
+	if (pd_make_groups(set, entries, 0, 0, v4, AF_INET) ||
+	    pd_make_groups(set, entries, g4, v4, v4 + v6, AF_INET6)) {
 		pd_portset_free(set);
-		return NULL;
+		set = NULL;
+		goto out;
 	}
 	/* Longest first: a rule without a prefix ends its family's entries. */
 	if (v4 && !entries[v4 - 1].rule->key.plen)
@@ -237,7 +258,74 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 	if (v6 && !entries[v4 + v6 - 1].rule->key.plen)
 		set->any[1] = entries[v4 + v6 - 1].rule;
 	refcount_set(&set->ref, refs);
+out:
+	kvfree(entries);
 	return set;
+}
+
+/* The slot pointing to @addr's entry in hashed group @g, or NULL. */
+static u32 *pd_group_slot_of(struct pd_group *g, const union pd_addr *addr,
+			     u8 family)
+{
+	u32 i, slot;
+
+	for (i = pd_addr_hash(addr, family) & g->mask;
+	     (slot = g->slots[i]) != PD_SLOT_EMPTY; i = (i + 1) & g->mask)
+		if (slot != PD_SLOT_GONE &&
+		    pd_entry_is(&g->entries[slot - 1], addr, family))
+			return &g->slots[i];
+	return NULL;
+}
+
+/*
+ * A lone change to one prefix rule, written into @set in place: @add
+ * alone, @del alone, or both (a replace: the same key). Each is a single
+ * store that a packet sees whole, whatever table it read the set from,
+ * so that one change costs the same beside one rule or 65,536. -EAGAIN
+ * when the set has no hashed group of that length, or no room: the
+ * caller rebuilds it then, which also compacts what removals left.
+ */
+int pd_portset_patch(struct pd_portset *set, struct pd_rule *add,
+		     struct pd_rule *del)
+{
+	const struct pd_key *key = add ? &add->key : &del->key;
+	u8 family = key->families == PD_FAM_V4 ? AF_INET : AF_INET6;
+	unsigned int f = family == AF_INET6;
+	struct pd_group *g = set->groups + (f ? set->nr_groups[0] : 0);
+	struct pd_group *end = g + set->nr_groups[f];
+	u32 *slot;
+
+	if (!key->plen)
+		return -EAGAIN;
+	while (g < end && g->plen != key->plen)
+		g++;
+	if (g == end || !g->mask)
+		return -EAGAIN;
+
+	slot = pd_group_slot_of(g, &key->addr, family);
+	if (del && (!slot || g->entries[*slot - 1].rule != del))
+		return -EAGAIN;
+	if (add && del) {
+		/* The new rule is whole before a packet can find it. */
+		smp_store_release(&g->entries[*slot - 1].rule, add);
+		return 0;
+	}
+	if (del) {
+		if (g->live <= PD_HASH_MIN)
+			return -EAGAIN;
+		WRITE_ONCE(*slot, PD_SLOT_GONE);
+		g->live--;
+		return 0;
+	}
+	if (slot || g->nr == g->cap)
+		return -EAGAIN;
+	g->entries[g->nr] = (struct pd_entry){ key->addr, add };
+	/* Entry, and rule, before the slot that makes them visible. */
+	smp_store_release(&g->slots[pd_group_free_slot(g, &key->addr, family)],
+			  g->nr + 1);
+	g->nr++;
+	g->live++;
+	return 0;
 }
 
 void pd_portset_put(struct pd_portset *set)

@@ -21,14 +21,26 @@ struct pd_rule;
 
 struct pd_entry {
 	union pd_addr	addr;		/* the prefix, host bits clear */
-	struct pd_rule	*rule;
+	struct pd_rule	*rule;		/* a lone replace swaps it in place */
 };
 
+/* A hash slot: an entry's index + 1, or one of these. */
+#define PD_SLOT_EMPTY	0U
+#define PD_SLOT_GONE	U32_MAX		/* removed: probing goes on past it */
+
+/*
+ * The entries of one prefix length. A small group is scanned. A larger one
+ * has a hash index, and room to take entries in place: a lone change of
+ * one of its prefixes writes an entry, then the slot that makes it
+ * visible, and costs the same whatever the group's size (pd_portset_patch).
+ */
 struct pd_group {
-	u32		start;		/* entries[start, end) share a length */
-	u32		end;
-	u32		*slots;		/* hash index: entry + 1, or 0 */
+	struct pd_entry	*entries;
+	u32		*slots;		/* hashed only */
 	u32		mask;		/* slots - 1; 0 when scanned */
+	u32		nr;		/* entries written, removed ones included */
+	u32		cap;		/* hashed: entries there is room for */
+	u32		live;		/* hashed: entries a slot points to */
 	u8		plen;
 };
 
@@ -36,7 +48,6 @@ struct pd_portset {
 	refcount_t	ref;		/* blocks pointing here */
 	u16		nr_groups[2];	/* IPv4, then IPv6 */
 	struct pd_rule	*any[2];	/* the rule without a prefix, if any */
-	struct pd_entry	*entries;
 	struct pd_group	groups[];
 };
 
@@ -45,6 +56,8 @@ void pd_portset_init(void);
 /* A set for the rules on @active (through build_node), for @refs blocks. */
 struct pd_portset *pd_portset_build(struct list_head *active,
 				    unsigned int refs);
+int pd_portset_patch(struct pd_portset *set, struct pd_rule *add,
+		     struct pd_rule *del);
 void pd_portset_put(struct pd_portset *set);
 struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
 					u8 family, const union pd_addr *daddr);

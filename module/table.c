@@ -195,6 +195,34 @@ fail:
 	return ERR_PTR(err);
 }
 
+/*
+ * A lone change of one rule, made in the published table in place when
+ * the port set it belongs in serves exactly the rule's ports: the set
+ * then takes the rule or lets it go, and nothing else changes. -EAGAIN
+ * when blocks must be rebuilt instead.
+ */
+int pd_table_patch(struct pd_table *table, struct pd_rule *add,
+		   struct pd_rule *del)
+{
+	const struct pd_key *key = add ? &add->key : &del->key;
+	struct pd_portset *set;
+	u32 port;
+
+	set = pd_table_port(table, key->proto, key->port_min);
+	if (!set)
+		return -EAGAIN;
+	for (port = key->port_min + 1; port <= key->port_max; port++)
+		if (pd_table_port(table, key->proto, port) != set)
+			return -EAGAIN;
+	/* A set serves one stretch of ports: its neighbours tell its ends. */
+	if ((key->port_min > 1 &&
+	     pd_table_port(table, key->proto, key->port_min - 1) == set) ||
+	    (key->port_max < 65535 &&
+	     pd_table_port(table, key->proto, key->port_max + 1) == set))
+		return -EAGAIN;
+	return pd_portset_patch(set, add, del);
+}
+
 /* Undo a rebuild that was never published: its dirty blocks are its own. */
 void pd_table_discard(struct pd_table *table, const unsigned long *dirty)
 {

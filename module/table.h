@@ -37,7 +37,7 @@ struct pd_table {
 };
 
 /* The rules covering @port of @proto, or NULL. Under rcu_read_lock(). */
-static inline const struct pd_portset *
+static inline struct pd_portset *
 pd_table_port(const struct pd_table *table, u8 proto, u16 port)
 {
 	const struct pd_block *block = table->block[proto][port >> PD_BLOCK_SHIFT];
@@ -56,6 +56,8 @@ struct pd_table *pd_table_rebuild(struct pd_store *store,
 				  const unsigned long *dirty,
 				  struct pd_block **replaced,
 				  unsigned int *nr_replaced);
+int pd_table_patch(struct pd_table *table, struct pd_rule *add,
+		   struct pd_rule *del);
 void pd_table_discard(struct pd_table *table, const unsigned long *dirty);
 bool pd_table_empty(const struct pd_table *table);
 void pd_block_free(struct pd_block *block);

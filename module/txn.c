@@ -348,8 +348,8 @@ void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
 
 /*
  * A replacing rule carries on the counters of the rule it replaces. Done
- * before the new table is published, while no packet can reach the new
- * rule's own counters.
+ * before the new rule is published, while no packet can reach its own
+ * counters.
  */
 static void pd_txn_hand_over_stats(struct pd_txn *txn)
 {
@@ -400,10 +400,31 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 	}
 }
 
+/*
+ * A transaction of one change to one rule is tried in place first (see
+ * pd_table_patch()): a lone add beside 65,536 prefixes on its port then
+ * costs what it costs on an empty port, instead of a rebuild of them all.
+ */
+static bool pd_txn_patch(struct pd_txn *txn, struct pd_table *table)
+{
+	struct pd_rule *del = NULL;
+	struct pd_change *c;
+
+	if (!table || !list_is_singular(&txn->journal))
+		return false;
+	c = list_first_entry(&txn->journal, struct pd_change, node);
+	if (c->nr_removed > 1 || (!c->added && !c->nr_removed))
+		return false;
+	if (c->nr_removed)
+		del = list_first_entry(&c->removed, struct pd_rule, del_node);
+	return !pd_table_patch(table, c->added, del);
+}
+
 int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		  struct netlink_ext_ack *extack)
 {
 	struct pd_table *old, *table;
+	unsigned int udp6_rules;
 	struct pd_garbage *g;
 	int err;
 
@@ -427,11 +448,24 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		goto abort;
 	}
 
+	/*
+	 * Counters are shared by reference: should the commit fail after
+	 * this, the new rule goes, and with it only its reference.
+	 */
+	pd_txn_hand_over_stats(txn);
+	/* Set before a table that needs it, cleared after the last one. */
+	udp6_rules = pn->udp6_rules + txn->udp6_delta;
+	if (udp6_rules)
+		WRITE_ONCE(pn->dp->reassemble6, true);
+
+	if (pd_txn_patch(txn, old))
+		goto published;
+
 	table = pd_table_rebuild(&pn->store, txn, old, txn->dirty, g->blocks,
 				 &g->nr_blocks);
 	if (IS_ERR(table)) {
 		err = PTR_ERR(table);
-		goto free_garbage;
+		goto unflag;
 	}
 	if (pd_table_empty(table)) {
 		kfree(table);
@@ -443,20 +477,15 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	if (err) {
 		NL_SET_ERR_MSG(extack, "could not register the netfilter hooks");
 		pd_table_discard(table, txn->dirty);
-		goto free_garbage;
+		goto unflag;
 	}
-
-	/* Nothing can fail from here on. */
-	pd_txn_hand_over_stats(txn);
-	/* Set before a table that needs it, cleared after the last one. */
-	pn->udp6_rules += txn->udp6_delta;
-	if (pn->udp6_rules)
-		WRITE_ONCE(pn->dp->reassemble6, true);
 	rcu_assign_pointer(pn->dp->table, table);
-	if (!pn->udp6_rules)
-		WRITE_ONCE(pn->dp->reassemble6, false);
-
 	g->table = old;
+
+published:
+	pn->udp6_rules = udp6_rules;
+	if (!udp6_rules)
+		WRITE_ONCE(pn->dp->reassemble6, false);
 	INIT_LIST_HEAD(&g->rules);
 	pd_txn_finish(pn, txn, g);
 	pn->generation++;
@@ -466,7 +495,9 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	pd_reaper_arm(pn);
 	return 0;
 
-free_garbage:
+unflag:
+	if (!pn->udp6_rules)
+		WRITE_ONCE(pn->dp->reassemble6, false);
 	kfree(g);
 abort:
 	if (err == -ENOMEM)
