@@ -32,8 +32,9 @@ demo:					## show it working, in a guest (sets up what is missing)
 check:					## every build, style check and selftest, on every kernel
 	@scripts/check
 
-bench: bench-icount			## bench-icount, then wall-clock ratios in a 6.1 guest (KVER: that kernel only); never fails on speed
+bench: bench-icount			## bench-icount, then wall-clock ratios and the cost of changes in a 6.1 guest (KVER: that kernel only); never fails on speed
 	@scripts/bench/run --kernel $(KVER)
+	@scripts/bench/changes --kernel $(KVER)
 
 bench-icount:				## instructions per datagram and per connection, in a 6.1 then a 6.12 guest (KVER: that one only)
 	@for k in $(BENCH_KERNELS); do scripts/bench/icount --kernel $$k || exit; done
