@@ -13,6 +13,8 @@ static struct kmem_cache *pd_rule_cache __read_mostly;
 
 int pd_rules_init(void)
 {
+	/* Two lines for packets, two for the control plane: 256 bytes a rule. */
+	BUILD_BUG_ON(sizeof(struct pd_rule) > 4 * SMP_CACHE_BYTES);
 	pd_rule_cache = KMEM_CACHE(pd_rule, SLAB_HWCACHE_ALIGN | SLAB_ACCOUNT);
 	return pd_rule_cache ? 0 : -ENOMEM;
 }

@@ -68,12 +68,13 @@ struct pd_rule {
 	bool		staged_add;
 	bool		staged_del;
 	u8		del_reason;	/* enum portdispatch_del_reason */
+	/* Beside the flags: the rule then fits four cache lines, not five. */
+	u16		class_subtree_last;
 
 	/* The store's two indexes (store.c). */
 	struct rb_node	port_rb;	/* all rules of a protocol */
 	u64		port_subtree_last;
 	struct rb_node	class_rb;	/* rules with the same prefix */
-	u16		class_subtree_last;
 	struct pd_class	*class;
 
 	struct list_head del_node;	/* batch journal, then garbage */
