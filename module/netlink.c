@@ -20,6 +20,7 @@
 #include <linux/portdispatch.h>
 
 #include "compat.h"
+#include "gfp.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
@@ -381,7 +382,7 @@ static int pd_nl_rule_set(struct genl_info *info, bool replace)
 		.port_attr	= ttb[PORTDISPATCH_A_TARGET_PORT],
 	};
 
-	rule = pd_rule_alloc(&key, GFP_KERNEL);
+	rule = pd_rule_alloc(&key, PD_GFP);
 	if (!rule)
 		return -ENOMEM;
 	err = pd_target_init(&rule->target, net, &req, &rule->key,

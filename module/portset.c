@@ -14,6 +14,7 @@
 #include <linux/string.h>
 #include <net/ipv6.h>
 
+#include "gfp.h"
 #include "portset.h"
 #include "rule.h"
 
@@ -160,8 +161,7 @@ static int pd_group_init(struct pd_group *g, const struct pd_entry *src,
 	g->cap = n;
 	if (n >= PD_HASH_MIN && g->plen)
 		g->cap = n + n / 2;
-	g->entries = kvmalloc_array(g->cap, sizeof(*g->entries),
-				    GFP_KERNEL_ACCOUNT);
+	g->entries = kvmalloc_array(g->cap, sizeof(*g->entries), PD_GFP);
 	if (!g->entries)
 		return -ENOMEM;
 	memcpy(g->entries, src, n * sizeof(*src));
@@ -170,7 +170,7 @@ static int pd_group_init(struct pd_group *g, const struct pd_entry *src,
 
 	g->live = n;
 	g->mask = roundup_pow_of_two(2 * g->cap) - 1;
-	g->slots = kvcalloc(g->mask + 1, sizeof(*g->slots), GFP_KERNEL_ACCOUNT);
+	g->slots = kvcalloc(g->mask + 1, sizeof(*g->slots), PD_GFP);
 	if (!g->slots)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
@@ -224,8 +224,7 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 		v4 += !!(rule->key.families & PD_FAM_V4);
 		v6 += !!(rule->key.families & PD_FAM_V6);
 	}
-	entries = kvmalloc_array(v4 + v6, sizeof(*entries),
-				 GFP_KERNEL_ACCOUNT);
+	entries = kvmalloc_array(v4 + v6, sizeof(*entries), PD_GFP);
 	if (!entries)
 		return NULL;
 
@@ -241,7 +240,7 @@ struct pd_portset *pd_portset_build(struct list_head *active,
 
 	g4 = pd_count_groups(entries, 0, v4);
 	g6 = pd_count_groups(entries, v4, v4 + v6);
-	set = kvzalloc(struct_size(set, groups, g4 + g6), GFP_KERNEL_ACCOUNT);
+	set = kvzalloc(struct_size(set, groups, g4 + g6), PD_GFP);
 	if (!set)
 		goto out;
 	set->nr_groups[0] = g4;

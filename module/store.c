@@ -13,6 +13,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 
+#include "gfp.h"
 #include "store.h"
 
 struct pd_class_key {
@@ -117,7 +118,7 @@ int pd_store_insert(struct pd_store *store, struct pd_rule *rule)
 
 	class = pd_class_find(store, &rule->key, &link, &parent);
 	if (!class) {
-		class = kzalloc(sizeof(*class), GFP_KERNEL_ACCOUNT);
+		class = kzalloc(sizeof(*class), PD_GFP);
 		if (!class)
 			return -ENOMEM;
 		pd_class_key_of(&class->key, &rule->key);

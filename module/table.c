@@ -12,6 +12,7 @@
 #include <linux/sort.h>
 #include <linux/string.h>
 
+#include "gfp.h"
 #include "store.h"
 #include "table.h"
 
@@ -74,7 +75,7 @@ static int pd_rebuild_run(struct pd_store *store, const struct pd_txn *txn,
 
 	for (b = b0; b <= b1; b++) {
 		table->block[proto][b] = kzalloc(sizeof(*table->block[proto][b]),
-						 GFP_KERNEL_ACCOUNT);
+						 PD_GFP);
 		if (!table->block[proto][b])
 			return -ENOMEM;
 	}
@@ -87,7 +88,7 @@ static int pd_rebuild_run(struct pd_store *store, const struct pd_txn *txn,
 	if (!nr)
 		goto prune;
 
-	edges = kvmalloc_array(2 * nr, sizeof(*edges), GFP_KERNEL_ACCOUNT);
+	edges = kvmalloc_array(2 * nr, sizeof(*edges), PD_GFP);
 	if (!edges)
 		return -ENOMEM;
 	for (rule = pd_store_first_in(store, proto, lo, hi); rule;
@@ -159,9 +160,9 @@ struct pd_table *pd_table_rebuild(struct pd_store *store,
 	int err = 0;
 
 	if (old)
-		table = kmemdup(old, sizeof(*table), GFP_KERNEL_ACCOUNT);
+		table = kmemdup(old, sizeof(*table), PD_GFP);
 	else
-		table = kzalloc(sizeof(*table), GFP_KERNEL_ACCOUNT);
+		table = kzalloc(sizeof(*table), PD_GFP);
 	if (!table)
 		return ERR_PTR(-ENOMEM);
 

@@ -14,6 +14,7 @@
 
 #include "attach.h"
 #include "compat.h"
+#include "gfp.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
@@ -85,7 +86,7 @@ static void pd_garbage_free(struct work_struct *work)
 
 struct pd_txn *pd_txn_begin(u32 portid)
 {
-	struct pd_txn *txn = kzalloc(sizeof(*txn), GFP_KERNEL_ACCOUNT);
+	struct pd_txn *txn = kzalloc(sizeof(*txn), PD_GFP);
 
 	if (!txn)
 		return NULL;
@@ -96,7 +97,7 @@ struct pd_txn *pd_txn_begin(u32 portid)
 
 static struct pd_change *pd_change_new(struct pd_txn *txn, enum pd_op op)
 {
-	struct pd_change *c = kzalloc(sizeof(*c), GFP_KERNEL_ACCOUNT);
+	struct pd_change *c = kzalloc(sizeof(*c), PD_GFP);
 
 	if (!c)
 		return NULL;
@@ -442,7 +443,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	old = rcu_dereference_protected(pn->dp->table,
 					lockdep_is_held(&pn->lock));
 	g = kzalloc(struct_size(g, blocks, bitmap_weight(txn->dirty, PD_NDIRTY)),
-		    GFP_KERNEL_ACCOUNT);
+		    PD_GFP);
 	if (!g) {
 		err = -ENOMEM;
 		goto abort;
