@@ -353,15 +353,28 @@ static int pd_nl_fill_rule(struct sk_buff *msg, const struct pd_rule *rule,
 	return 0;
 }
 
-static int pd_nl_rule_set(struct genl_info *info, bool replace)
+/*
+ * A request refused before it reached its transaction still fails the
+ * batch it was part of: a client that committed anyway would otherwise
+ * get the batch without that command.
+ */
+static int pd_nl_refuse(struct genl_info *info, int err)
+{
+	struct pd_net *pn = pd_net(genl_info_net(info));
+
+	mutex_lock(&pn->lock);
+	pd_batch_refused(pn, info->snd_portid, err);
+	mutex_unlock(&pn->lock);
+	return err;
+}
+
+/* The rule a RULE_ADD or RULE_REPLACE asks for, in no table yet. */
+static int pd_nl_rule_new(struct genl_info *info, struct pd_rule **rulep)
 {
 	struct nlattr *ttb[PORTDISPATCH_A_TARGET_MAX + 1];
 	struct net *net = genl_info_net(info);
-	struct pd_net *pn = pd_net(net);
 	struct pd_target_req req;
-	struct sk_buff *echo = NULL;
 	struct pd_rule *rule;
-	struct pd_txn *txn;
 	struct pd_key key;
 	int err;
 
@@ -391,14 +404,28 @@ static int pd_nl_rule_set(struct genl_info *info, bool replace)
 		pd_rule_free(rule);
 		return err;
 	}
+	*rulep = rule;
+	return 0;
+}
 
-	if (info->nlhdr->nlmsg_flags & NLM_F_ECHO) {
+static int pd_nl_rule_set(struct genl_info *info, bool replace)
+{
+	struct pd_net *pn = pd_net(genl_info_net(info));
+	struct sk_buff *echo = NULL;
+	struct pd_rule *rule;
+	struct pd_txn *txn;
+	int err;
+
+	err = pd_nl_rule_new(info, &rule);
+	if (!err && (info->nlhdr->nlmsg_flags & NLM_F_ECHO)) {
 		echo = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
 		if (!echo) {
 			pd_rule_free(rule);
-			return -ENOMEM;
+			err = -ENOMEM;
 		}
 	}
+	if (err)
+		return pd_nl_refuse(info, err);
 
 	mutex_lock(&pn->lock);
 	txn = pd_txn_get(pn, info->snd_portid, info->extack);
@@ -449,7 +476,7 @@ static int pd_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
 
 	err = pd_nl_parse_key(info, &key);
 	if (err)
-		return err;
+		return pd_nl_refuse(info, err);
 
 	mutex_lock(&pn->lock);
 	txn = pd_txn_get(pn, info->snd_portid, info->extack);

@@ -51,6 +51,7 @@ void pd_txn_host_release(unsigned int rules)
 struct pd_txn {
 	u32		portid;		/* the batch's socket; 0 for a lone request */
 	bool		failed;		/* a command of the batch failed */
+	bool		out_of_memory;	/* one failed so: the journal is gone */
 	long		delta;		/* published rules after commit, minus now */
 	long		udp6_delta;	/* the same for UDP rules that IPv6 can match */
 	struct list_head journal;	/* struct pd_change, in command order */
@@ -336,7 +337,8 @@ int pd_txn_reap(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule)
 	return 0;
 }
 
-void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
+/* Every staged change undone; the transaction itself stays. */
+static void pd_txn_unwind(struct pd_net *pn, struct pd_txn *txn)
 {
 	struct pd_change *c, *tmp;
 
@@ -344,6 +346,11 @@ void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
 		pd_change_undo(pn, txn, c);
 		cond_resched();
 	}
+}
+
+void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
+{
+	pd_txn_unwind(pn, txn);
 	kfree(txn);
 }
 
@@ -430,10 +437,15 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	int err;
 
 	if (txn->failed) {
-		NL_SET_ERR_MSG(extack,
-			       "a command of the batch failed, so none was applied");
+		if (txn->out_of_memory)
+			NL_SET_ERR_MSG(extack,
+				       "a command of the batch ran out of memory, so none was applied");
+		else
+			NL_SET_ERR_MSG(extack,
+				       "a command of the batch failed, so none was applied");
+		err = txn->out_of_memory ? -ENOMEM : -EINVAL;
 		pd_txn_abort(pn, txn);
-		return -EINVAL;
+		return err;
 	}
 	if (list_empty(&txn->journal)) {
 		kfree(txn);
@@ -512,12 +524,17 @@ abort:
  * whose owner stops talking is dropped; the owner learns it from its next
  * request, which would otherwise apply alone what was meant for the batch.
  */
-static int pd_batch_check_dropped(struct pd_net *pn, u32 portid,
+static int pd_batch_check_dropped(struct pd_net *pn, u32 portid, bool ends,
 				  struct netlink_ext_ack *extack)
 {
 	if (!pn->batch_dropped || pn->batch_dropped != portid)
 		return 0;
-	pn->batch_dropped = 0;
+	/*
+	 * Every command the owner still sends for the batch is refused, not
+	 * applied alone, until it ends the batch itself.
+	 */
+	if (ends)
+		pn->batch_dropped = 0;
 	NL_SET_ERR_MSG_FMT(extack,
 			   "the batch was dropped after %u ms idle: nothing in it was applied",
 			   pn->batch_dropped_ms);
@@ -566,13 +583,17 @@ struct pd_txn *pd_txn_get(struct pd_net *pn, u32 portid,
 	int err;
 
 	pd_reaper_bill_current(pn);
-	err = pd_batch_check_dropped(pn, portid, extack);
+	err = pd_batch_check_dropped(pn, portid, false, extack);
 	if (err)
 		return ERR_PTR(err);
 	if (pn->batch) {
 		if (pn->batch->portid == portid) {
 			pd_batch_touch(pn);
-			return pn->batch;
+			if (!pn->batch->out_of_memory)
+				return pn->batch;
+			NL_SET_ERR_MSG(extack,
+				       "an earlier command of this batch ran out of memory");
+			return ERR_PTR(-ENOMEM);
 		}
 		NL_SET_ERR_MSG_FMT(extack,
 				   "a batch of netlink socket %u is in progress",
@@ -583,12 +604,34 @@ struct pd_txn *pd_txn_get(struct pd_net *pn, u32 portid,
 	return txn ?: ERR_PTR(-ENOMEM);
 }
 
+/*
+ * A command of the batch was refused: the batch can no longer commit. A
+ * refusal for memory also gives back what the batch staged, at once: its
+ * owner's cgroup is at its limit, and the batch will never apply.
+ */
+static void pd_batch_fail(struct pd_net *pn, struct pd_txn *txn, int err)
+{
+	txn->failed = true;
+	if (err == -ENOMEM && !txn->out_of_memory) {
+		txn->out_of_memory = true;
+		pd_txn_unwind(pn, txn);
+	}
+}
+
+void pd_batch_refused(struct pd_net *pn, u32 portid, int err)
+{
+	if (pn->batch && pn->batch->portid == portid) {
+		pd_batch_touch(pn);
+		pd_batch_fail(pn, pn->batch, err);
+	}
+}
+
 int pd_txn_put(struct pd_net *pn, struct pd_txn *txn, int err,
 	       struct netlink_ext_ack *extack)
 {
 	if (txn == pn->batch) {
 		if (err)
-			txn->failed = true;
+			pd_batch_fail(pn, txn, err);
 		return err;
 	}
 	if (err) {
@@ -601,7 +644,7 @@ int pd_txn_put(struct pd_net *pn, struct pd_txn *txn, int err,
 int pd_batch_begin(struct pd_net *pn, u32 portid,
 		   struct netlink_ext_ack *extack)
 {
-	int err = pd_batch_check_dropped(pn, portid, extack);
+	int err = pd_batch_check_dropped(pn, portid, true, extack);
 
 	if (err)
 		return err;
@@ -627,7 +670,7 @@ int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
 	struct pd_txn *txn = pn->batch;
 	int err;
 
-	err = pd_batch_check_dropped(pn, portid, extack);
+	err = pd_batch_check_dropped(pn, portid, true, extack);
 	if (err)
 		return err;
 	if (!txn || txn->portid != portid) {

@@ -68,6 +68,8 @@ int pd_batch_begin(struct pd_net *pn, u32 portid,
 int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
 		 struct netlink_ext_ack *extack);
 void pd_batch_release(struct pd_net *pn, u32 portid);
+/* A command of @portid's batch was refused before it reached it. */
+void pd_batch_refused(struct pd_net *pn, u32 portid, int err);
 void pd_batch_idle_work(struct work_struct *work);
 
 #endif /* _PD_TXN_H */
