@@ -55,7 +55,22 @@ struct pd_txn {
 	long		delta;		/* published rules after commit, minus now */
 	long		udp6_delta;	/* the same for UDP rules that IPv6 can match */
 	struct list_head journal;	/* struct pd_change, in command order */
+	struct list_head blocks;	/* where the changes live */
 	DECLARE_BITMAP(dirty, PD_NDIRTY);
+};
+
+/*
+ * Changes come in blocks, not one allocation each: a batch of 65,536
+ * adds would otherwise leave its short-lived records between its rules'
+ * long-lived prefix classes in the same slabs, and those slabs half
+ * empty once it commits, their free half charged to nobody.
+ */
+#define PD_BLOCK_CHANGES	63
+
+struct pd_change_block {
+	struct list_head node;
+	unsigned int	used;
+	struct pd_change changes[PD_BLOCK_CHANGES];
 };
 
 /* What a commit replaced, freed once no packet can still be reading it. */
@@ -93,15 +108,35 @@ struct pd_txn *pd_txn_begin(u32 portid)
 		return NULL;
 	txn->portid = portid;
 	INIT_LIST_HEAD(&txn->journal);
+	INIT_LIST_HEAD(&txn->blocks);
 	return txn;
+}
+
+static void pd_txn_free(struct pd_txn *txn)
+{
+	struct pd_change_block *b, *tmp;
+
+	list_for_each_entry_safe(b, tmp, &txn->blocks, node)
+		kfree(b);
+	kfree(txn);
 }
 
 static struct pd_change *pd_change_new(struct pd_txn *txn, enum pd_op op)
 {
-	struct pd_change *c = kzalloc(sizeof(*c), PD_GFP);
+	struct pd_change_block *b;
+	struct pd_change *c;
 
-	if (!c)
-		return NULL;
+	b = list_empty(&txn->blocks) ? NULL :
+	    list_last_entry(&txn->blocks, struct pd_change_block, node);
+	if (!b || b->used == PD_BLOCK_CHANGES) {
+		b = kmalloc(sizeof(*b), PD_GFP);
+		if (!b)
+			return NULL;
+		b->used = 0;
+		list_add_tail(&b->node, &txn->blocks);
+	}
+	c = &b->changes[b->used++];
+	memset(c, 0, sizeof(*c));
 	c->op = op;
 	INIT_LIST_HEAD(&c->removed);
 	list_add_tail(&c->node, &txn->journal);
@@ -126,6 +161,7 @@ static void pd_change_remove(struct pd_txn *txn, struct pd_change *c,
 static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 			   struct pd_change *c)
 {
+	struct pd_change_block *b;
 	struct pd_rule *rule, *tmp;
 
 	list_for_each_entry_safe(rule, tmp, &c->removed, del_node) {
@@ -145,7 +181,10 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 	}
 	pd_txn_host_release(c->host_charged);
 	list_del(&c->node);
-	kfree(c);
+	/* The last change taken back, as a refused command's is: reused. */
+	b = list_last_entry(&txn->blocks, struct pd_change_block, node);
+	if (c == &b->changes[b->used - 1])
+		b->used--;
 }
 
 /*
@@ -351,7 +390,7 @@ static void pd_txn_unwind(struct pd_net *pn, struct pd_txn *txn)
 void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
 {
 	pd_txn_unwind(pn, txn);
-	kfree(txn);
+	pd_txn_free(txn);
 }
 
 /*
@@ -403,7 +442,6 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 				    !!c->added);
 		list_splice_tail_init(&c->removed, &g->rules);
 		list_del(&c->node);
-		kfree(c);
 		cond_resched();
 	}
 }
@@ -448,7 +486,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		return err;
 	}
 	if (list_empty(&txn->journal)) {
-		kfree(txn);
+		pd_txn_free(txn);
 		return 0;
 	}
 
@@ -504,7 +542,7 @@ published:
 	pn->generation++;
 	INIT_RCU_WORK(&g->rwork, pd_garbage_free);
 	queue_rcu_work(pd_wq, &g->rwork);
-	kfree(txn);
+	pd_txn_free(txn);
 	pd_reaper_arm(pn);
 	return 0;
 
