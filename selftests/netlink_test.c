@@ -1114,6 +1114,26 @@ TEST_F(pd, batch_with_failed_command_applies_nothing)
 		    "at the end");
 }
 
+/*
+ * A command refused before it reaches the batch (here a port out of range,
+ * refused while parsing) still fails the batch: a client that commits
+ * anyway must not get the batch without that command.
+ */
+TEST_F(pd, batch_with_malformed_command_applies_nothing)
+{
+	struct pdn_status st;
+
+	ASSERT_ACKED(pdn_cmd(&self->nl, BEGIN, &st), &st, "BATCH_BEGIN");
+	ASSERT_ACKED(pdn_rule_to_port(&self->nl, ADD, IPPROTO_TCP, 1001, 0, 8001,
+				      &st), &st, "batched add");
+	ASSERT_REFUSED(pdn_rule_to_port(&self->nl, ADD, IPPROTO_TCP, 70000, 0,
+					8002, &st),
+		       &st, EINVAL, "out of range", "a batched add of port 70000");
+	ASSERT_REFUSED(pdn_cmd(&self->nl, COMMIT, &st), &st, EINVAL, "failed",
+		       "COMMIT of a batch with a malformed command");
+	check_table(_metadata, &self->nl, "", "after the failed COMMIT");
+}
+
 TEST_F(pd, batch_excludes_other_sockets)
 {
 	struct pdn nl2;
