@@ -50,6 +50,7 @@ static int __net_init pd_net_init(struct net *net)
 	pn->net = net;
 	mutex_init(&pn->lock);
 	INIT_LIST_HEAD(&pn->sock_rules);
+	INIT_LIST_HEAD(&pn->dropped);
 	INIT_DELAYED_WORK(&pn->reaper, pd_reaper_work);
 	INIT_DELAYED_WORK(&pn->batch_idle, pd_batch_idle_work);
 
@@ -97,6 +98,7 @@ static void __net_exit pd_net_exit(struct net *net)
 		pd_txn_abort(pn, pn->batch);
 		pn->batch = NULL;
 	}
+	pd_batch_forget_dropped(pn);
 	/* No reader is left: the hooks went before the last grace period. */
 	pd_table_destroy(rcu_dereference_protected(pn->dp->table, true));
 	RCU_INIT_POINTER(pn->dp->table, NULL);

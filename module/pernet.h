@@ -43,8 +43,7 @@ struct pd_net {
 	struct pd_txn		*batch;		/* the open batch, if any */
 	struct delayed_work	batch_idle;	/* drops it when its owner idles */
 	unsigned long		batch_deadline;	/* jiffies */
-	u32			batch_dropped;	/* its owner's portid, until told */
-	unsigned int		batch_dropped_ms;
+	struct list_head	dropped;	/* batches whose owner is not told */
 	unsigned int		nr_rules;	/* published rules */
 	u32			next_id;
 	u32			generation;	/* bumped by every commit */

@@ -5,9 +5,11 @@
 
 #include <linux/bitmap.h>
 #include <linux/err.h>
+#include <linux/memcontrol.h>
 #include <linux/overflow.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 #include <linux/portdispatch.h>
@@ -561,21 +563,56 @@ abort:
  * An open batch keeps every other writer of the namespace out, so one
  * whose owner stops talking is dropped; the owner learns it from its next
  * request, which would otherwise apply alone what was meant for the batch.
+ * Each owner is remembered until it ends the batch itself or goes: a
+ * later batch, of another socket, dropped in turn, does not erase it.
  */
+struct pd_dropped {
+	struct list_head node;
+	u32		portid;
+	unsigned int	ms;		/* the idle time it was dropped after */
+};
+
+static struct pd_dropped *pd_dropped_find(struct pd_net *pn, u32 portid)
+{
+	struct pd_dropped *d;
+
+	list_for_each_entry(d, &pn->dropped, node)
+		if (d->portid == portid)
+			return d;
+	return NULL;
+}
+
+static void pd_dropped_forget(struct pd_dropped *d)
+{
+	list_del(&d->node);
+	kfree(d);
+}
+
+/* The namespace's end. */
+void pd_batch_forget_dropped(struct pd_net *pn)
+{
+	struct pd_dropped *d, *tmp;
+
+	list_for_each_entry_safe(d, tmp, &pn->dropped, node)
+		pd_dropped_forget(d);
+}
+
 static int pd_batch_check_dropped(struct pd_net *pn, u32 portid, bool ends,
 				  struct netlink_ext_ack *extack)
 {
-	if (!pn->batch_dropped || pn->batch_dropped != portid)
+	struct pd_dropped *d = pd_dropped_find(pn, portid);
+
+	if (!d)
 		return 0;
+	NL_SET_ERR_MSG_FMT(extack,
+			   "the batch was dropped after %u ms idle: nothing in it was applied",
+			   d->ms);
 	/*
 	 * Every command the owner still sends for the batch is refused, not
 	 * applied alone, until it ends the batch itself.
 	 */
 	if (ends)
-		pn->batch_dropped = 0;
-	NL_SET_ERR_MSG_FMT(extack,
-			   "the batch was dropped after %u ms idle: nothing in it was applied",
-			   pn->batch_dropped_ms);
+		pd_dropped_forget(d);
 	return -ETIMEDOUT;
 }
 
@@ -595,7 +632,8 @@ void pd_batch_idle_work(struct work_struct *work)
 {
 	struct pd_net *pn = container_of(to_delayed_work(work), struct pd_net,
 					 batch_idle);
-	u32 owner;
+	struct mem_cgroup *old_memcg;
+	struct pd_dropped *d;
 
 	mutex_lock(&pn->lock);
 	if (!pn->batch || pn->dying)
@@ -606,10 +644,18 @@ void pd_batch_idle_work(struct work_struct *work)
 				 pn->batch_deadline - jiffies);
 		goto out;
 	}
-	owner = pn->batch->portid;
-	pd_batch_end(pn, owner, false, NULL);
-	pn->batch_dropped = owner;
-	pn->batch_dropped_ms = READ_ONCE(pd_batch_idle_ms);
+	old_memcg = set_active_memcg(pn->memcg);
+	d = kmalloc(sizeof(*d), PD_GFP);
+	set_active_memcg(old_memcg);
+	/* Without a way to tell the owner, the batch must wait. */
+	if (!d) {
+		mod_delayed_work(pd_wq, &pn->batch_idle, HZ);
+		goto out;
+	}
+	d->portid = pn->batch->portid;
+	d->ms = READ_ONCE(pd_batch_idle_ms);
+	pd_batch_end(pn, d->portid, false, NULL);
+	list_add(&d->node, &pn->dropped);
 out:
 	mutex_unlock(&pn->lock);
 }
@@ -730,8 +776,10 @@ int pd_batch_end(struct pd_net *pn, u32 portid, bool commit,
 /* The socket that owned a batch is gone: drop the batch, if it had one. */
 void pd_batch_release(struct pd_net *pn, u32 portid)
 {
-	if (pn->batch_dropped == portid)
-		pn->batch_dropped = 0;
+	struct pd_dropped *d = pd_dropped_find(pn, portid);
+
+	if (d)
+		pd_dropped_forget(d);
 	if (pn->batch && pn->batch->portid == portid)
 		pd_batch_end(pn, portid, false, NULL);
 }

@@ -71,5 +71,6 @@ void pd_batch_release(struct pd_net *pn, u32 portid);
 /* A command of @portid's batch was refused before it reached it. */
 void pd_batch_refused(struct pd_net *pn, u32 portid, int err);
 void pd_batch_idle_work(struct work_struct *work);
+void pd_batch_forget_dropped(struct pd_net *pn);
 
 #endif /* _PD_TXN_H */
