@@ -176,7 +176,57 @@ test_replace_keeps_counters()
 	check_eq "$(rule_stat 80 steered)" 3 "steered after one more connection"
 }
 
-ktap_plan 7
+# 300 rules, each counted on every CPU in turn, share the CPUs' 64 counter
+# slots: a rule's counts keep moving from a slot to its totals as others
+# take the slot, and none may be lost or counted twice on the way.
+test_counts_exact_with_shared_slots()
+{
+	local nrules=300 rounds=5 first=20000 f p line ok=0 bad=()
+	local re='^udp ([0-9]+) any -> port 5353 steered ([0-9]+) undeliverable ([0-9]+)$'
+
+	setup_ns NS
+	f=$(mktemp)
+	defer rm -f "$f"
+	for p in $(seq "$first" $((first + nrules - 1))); do
+		echo "add udp $p to port 5353"
+	done > "$f"
+	pc -b "$f"
+
+	# Round after round, one datagram to each rule's port, sent from each
+	# CPU in turn; each must reach the socket on 5353 before the next.
+	ip netns exec "$NS" python3 -c '
+import os, socket, sys
+first, n, rounds = map(int, sys.argv[1:4])
+r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+r.bind(("127.0.0.1", 5353))
+r.settimeout(5)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+cpus = sorted(os.sched_getaffinity(0))
+for rnd in range(rounds):
+    for i in range(n):
+        os.sched_setaffinity(0, {cpus[(i + rnd) % len(cpus)]})
+        s.sendto(b"x", ("127.0.0.1", first + i))
+        try:
+            r.recv(16)
+        except socket.timeout:
+            sys.exit(f"round {rnd}: the datagram to port {first + i} never reached port 5353")
+print(f"{rounds * n} datagrams on {len(cpus)} CPUs, all steered")' "$first" "$nrules" "$rounds"
+
+	while IFS= read -r line; do
+		if [[ $line =~ $re ]] && [ "${BASH_REMATCH[2]}" -eq "$rounds" ] &&
+		   [ "${BASH_REMATCH[3]}" -eq 0 ]; then
+			ok=$((ok + 1))
+		else
+			bad+=("$line")
+		fi
+	done <<< "$(pc -s list)"
+	[ "${#bad[@]}" -eq 0 ] ||
+		fail "${#bad[@]} rules did not count $rounds steered datagrams, e.g. $(printf '[%s] ' "${bad[@]:0:5}")"
+	check_eq "$ok" "$nrules" "rules that counted $rounds steered datagrams"
+	check_eq "$(ns_stat hits)" $((nrules * rounds)) "hits in the namespace"
+}
+
+ktap_plan 8
 run_test "a namespace without rules counts nothing" test_no_rules_no_lookups
 run_test "traffic to an uncovered port moves misses and lookups only" test_miss_counts_only_misses
 run_test "steered counts connections, hits count packets" test_steered_counts_flows_not_packets
@@ -184,4 +234,5 @@ run_test "packets of an established steered flow are hits, not new steering" tes
 run_test "a flow the target cannot take is undeliverable" test_undeliverable
 run_test "every UDP datagram handed over is a steered flow" test_udp_counts_datagrams
 run_test "replace carries the rule's counters on" test_replace_keeps_counters
+run_test "counts stay exact when many rules share the CPUs' counter slots" test_counts_exact_with_shared_slots
 ktap_finish
