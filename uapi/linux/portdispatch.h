@@ -66,11 +66,17 @@
  *	FLUSH then RULE_ADD works), and fail at once with their own error;
  *	they take effect only at COMMIT, all together: packets see the table
  *	before or after the whole batch, never in between. If any command of
- *	the batch failed, COMMIT fails with EINVAL and applies nothing. COMMIT
+ *	the batch failed, COMMIT fails with EINVAL and applies nothing (with
+ *	ENOMEM if one failed for memory: the batch's staged changes are then
+ *	given back at once, and its later commands fail with ENOMEM). COMMIT
  *	and ABORT close the batch, whether they succeed or not. A namespace
  *	has at most one open batch: changes from other sockets fail with
- *	EBUSY meanwhile. Closing the socket aborts its batch. Batches do not
- *	nest. Dumps show the table packets see, without the open batch.
+ *	EBUSY meanwhile. Closing the socket aborts its batch. A batch whose
+ *	socket sends nothing for the module parameter batch_idle_ms is
+ *	dropped: every change, BEGIN, COMMIT or ABORT the socket sends next
+ *	fails with ETIMEDOUT, and BEGIN, COMMIT or ABORT also clear the
+ *	notice. Batches do not nest. Dumps show the table packets see,
+ *	without the open batch.
  *
  * Events (multicast group "events")
  * ------
@@ -90,8 +96,11 @@
  *	EEXIST		conflicts with an existing rule (RULE_ADD)
  *	ENOENT		no such rule (RULE_DEL)
  *	ENOSPC		the namespace's table is full (module parameter
- *			max_rules)
+ *			max_rules), or the host's (max_rules_total)
+ *	ENOMEM		out of memory; what a request allocates is charged
+ *			to the requester's memory cgroup
  *	EBUSY		another socket's batch is open
+ *	ETIMEDOUT	the socket's batch was dropped for idling
  *	EBADF, ENOTSOCK	RULE_TARGET_FD is not an open fd / not a socket
  *	ESRCH		TARGET_PID names no process
  *	EPROTOTYPE	the socket's protocol is not the rule's
