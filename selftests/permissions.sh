@@ -74,6 +74,11 @@ make_container()
 	"${NOBODY[@]}" unshare -Urn sleep 600 &
 	ct_pid=$!
 	defer kill "$ct_pid"
+	# A command, not only the function in_ct: spawn_server's `kill $!`
+	# must reach the server itself, which a function run in the
+	# background would leave behind, and with it the container's
+	# namespace and rules.
+	IN_CT=("${NOBODY[@]}" nsenter --preserve-credentials -t "$ct_pid" -U -n --)
 	busywait "$START_MS" _is_sleeping "$ct_pid" || fail "the container did not start"
 	in_ct ip link set lo up
 }
@@ -87,7 +92,7 @@ _is_sleeping()
 
 in_ct()
 {
-	"${NOBODY[@]}" nsenter --preserve-credentials -t "$ct_pid" -U -n -- "$@"
+	"${IN_CT[@]}" "$@"
 }
 
 test_container_root()
@@ -104,7 +109,7 @@ test_container_root()
 	make_container
 	expect_status 0 in_ct id -u
 	check_eq "$out" 0 "uid inside the container"
-	spawn_server own in_ct "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080
+	spawn_server own "${IN_CT[@]}" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080
 	uid=$(awk '/^Uid:/ { print $2 }' "/proc/$own_pid/status")
 	check_eq "$uid" 65534 "real uid of the container's server, seen from outside"
 
@@ -143,7 +148,7 @@ test_other_process_needs_ptrace()
 	check_eq "$out" "" "the container's table after the refusals"
 
 	# Its own process's socket, in the same namespace, is fine.
-	spawn_server own in_ct "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080
+	spawn_server own "${IN_CT[@]}" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080
 	expect_status 0 in_ct "$PORTCTL" add tcp 80 to pid "$own_pid" fd "$own_fd"
 }
 
