@@ -204,11 +204,12 @@ no_oom_kill()
 	}
 }
 
-# The kernel charges a slab object, not the page it sits in: what a load
-# leaves in partly used slab pages is the allocator's, whoever asked. So
-# the cgroup's growth is held against the objects the kernel allocated
-# (slab objects, kmalloc()s past the caches, per-CPU, vmalloc), and the
-# growth of whole pages (Slab + Percpu + VmallocUsed) is only printed.
+# The kernel charges a slab object, not the page it sits in, so a load
+# that left slab pages partly used would be charged less than the host
+# gave up. The cgroup's growth is held against the growth of whole pages
+# (Slab + Percpu + VmallocUsed, kmemleak's own left out), as the issue
+# measured it; the objects allocated (slab objects, kmalloc()s past the
+# caches, per-CPU, vmalloc) are printed beside.
 test_charged_to_cgroup()
 {
 	local n=65536 f c0 c1 dc alloc pages
@@ -241,9 +242,11 @@ test_charged_to_cgroup()
 	echo "allocated $alloc ($((alloc / n)) a rule), in pages $pages ($((pages / n)) a rule); the cgroup's memory.current +$dc ($((dc / n)) a rule)"
 	echo "charged: $((dc * 100 / (alloc > 0 ? alloc : 1)))% of the objects allocated, $((dc * 100 / (pages > 0 ? pages : 1)))% of the pages"
 	echo "memory.stat: $(cg_stat "$LOADER")"
-	[ "$alloc" -gt 0 ] || fail "the kernel's memory did not grow"
-	[ $((dc * 100)) -ge $((alloc * 95)) ] ||
-		fail "the loader's cgroup was charged $dc bytes of the $alloc the kernel allocated (less than 95%)"
+	# Objects also fill slabs that were partly free before the load: on
+	# the debug kernel (quarantine, redzones) that makes them swing.
+	[ "$pages" -gt 0 ] || fail "the kernel's memory did not grow"
+	[ $((dc * 100)) -ge $((pages * 95)) ] ||
+		fail "the loader's cgroup was charged $dc bytes of the $pages the kernel's memory grew by (less than 95%)"
 }
 
 test_batch_memory_max()
