@@ -55,7 +55,6 @@ void pd_reaper_work(struct work_struct *work)
 {
 	struct pd_net *pn = container_of(to_delayed_work(work), struct pd_net,
 					 reaper);
-
 	struct mem_cgroup *old_memcg;
 
 	clear_bit(0, &pn->reaper_kicked);
