@@ -22,17 +22,6 @@ pc() { ip netns exec "$NS" "$PORTCTL" "$@"; }
 # per read made this test the slowest of all on the debug kernel. Their
 # JSON form is portctl.sh's business.
 
-# ns_stat KEY: one namespace counter.
-ns_stat()
-{
-	local k v
-
-	while read -r k v; do
-		[ "$k" = "$1" ] && { echo "$v"; return; }
-	done <<< "$(pc stats)"
-	return 1
-}
-
 # rule_stat PORT KEY: one counter of the rule starting at PORT.
 rule_stat()
 {

@@ -18,33 +18,9 @@
 
 . "$(dirname "$0")/lib.sh"
 
-PARAMS=/sys/module/portdispatch/parameters
 NS=
 
-pcn() { local ns=$1; shift; ip netns exec "$ns" "$PORTCTL" "$@"; }
 pc() { pcn "$NS" "$@"; }
-
-# set_param NAME VALUE: restored when the test ends.
-set_param()
-{
-	local f=$PARAMS/$1 old
-
-	[ -w "$f" ] || fail "the module has no writable parameter $1"
-	old=$(cat "$f")
-	defer sh -c 'echo "$1" > "$2"' sh "$old" "$f"
-	echo "$2" > "$f"
-}
-
-# ns_stat KEY [NAMESPACE]: one counter of portctl stats.
-ns_stat()
-{
-	local k v
-
-	while read -r k v; do
-		[ "$k" = "$1" ] && { echo "$v"; return; }
-	done <<< "$(pcn "${2:-$NS}" stats)"
-	return 1
-}
 
 # ---- pdnl, one netlink socket in a coprocess -----------------------------
 
@@ -402,7 +378,7 @@ test_idle_batch_dropped()
 	# A batch that speaks every 200 ms lives on past batch_idle_ms: ten
 	# adds over two seconds, twice the idle time (and five times the
 	# longest silence, for a guest that stalls now and then).
-	echo 1000 > "$PARAMS/batch_idle_ms"
+	echo 1000 > "$PD_PARAMS/batch_idle_ms"
 	nl_ok begin
 	for i in 0 1 2 3 4 5 6 7 8 9; do
 		nl_ok add udp $((2000 + i)) 9000

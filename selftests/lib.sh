@@ -186,6 +186,42 @@ setup_ns()
 	done
 }
 
+# The module's parameters; set_param NAME VALUE sets one until the test
+# ends.
+PD_PARAMS=/sys/module/portdispatch/parameters
+
+set_param()
+{
+	local f=$PD_PARAMS/$1 old
+
+	[ -w "$f" ] || fail "the module has no writable parameter $1"
+	old=$(cat "$f")
+	defer sh -c 'echo "$1" > "$2"' sh "$old" "$f"
+	echo "$2" > "$f"
+}
+
+# pcn NAMESPACE ARGS...: portctl in a namespace.
+pcn()
+{
+	local ns=$1
+
+	shift
+	ip netns exec "$ns" "$PORTCTL" "$@"
+}
+
+# ns_stat KEY [NAMESPACE]: one counter of `portctl stats` in NAMESPACE
+# (by default $NS), read with bash alone: a python3 per read is slow on
+# the debug kernel.
+ns_stat()
+{
+	local k v
+
+	while read -r k v; do
+		[ "$k" = "$1" ] && { echo "$v"; return; }
+	done <<< "$(pcn "${2:-$NS}" stats)"
+	return 1
+}
+
 # A module that a test unloaded is loaded again for the next one.
 module_loaded()
 {

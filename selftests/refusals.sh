@@ -97,13 +97,9 @@ test_conflicts()
 
 test_table_limit()
 {
-	local param=/sys/module/portdispatch/parameters/max_rules old
-
 	require_root
 	setup
-	old=$(cat "$param")
-	defer sh -c "echo $old > $param"
-	echo 2 > "$param"
+	set_param max_rules 2
 	pc add tcp 8 to port 8080
 	refused "this namespace.s table is full \\(max_rules=2\\)" add tcp 9 to port 8080
 }

@@ -17,33 +17,19 @@
 
 . "$(dirname "$0")/lib.sh"
 
-PARAMS=/sys/module/portdispatch/parameters
 CGROOT=
 NS=
 dmesg_mark=0
 
-# pcn NAMESPACE ARGS...: portctl in a namespace.
-pcn() { local ns=$1; shift; ip netns exec "$ns" "$PORTCTL" "$@"; }
 pc() { pcn "$NS" "$@"; }
-
-# set_param NAME VALUE: restored when the test ends.
-set_param()
-{
-	local f=$PARAMS/$1 old
-
-	[ -w "$f" ] || fail "the module has no writable parameter $1"
-	old=$(cat "$f")
-	defer sh -c 'echo "$1" > "$2"' sh "$old" "$f"
-	echo "$2" > "$f"
-}
 
 # room_for N: max_rules, and max_rules_total where it exists, hold N rules
 # in one namespace beside what other namespaces hold.
 room_for()
 {
-	[ "$(cat "$PARAMS/max_rules")" -ge "$1" ] || set_param max_rules "$1"
-	if [ -e "$PARAMS/max_rules_total" ] &&
-	   [ "$(cat "$PARAMS/max_rules_total")" -lt $(($1 + 4096)) ]; then
+	[ "$(cat "$PD_PARAMS/max_rules")" -ge "$1" ] || set_param max_rules "$1"
+	if [ -e "$PD_PARAMS/max_rules_total" ] &&
+	   [ "$(cat "$PD_PARAMS/max_rules_total")" -lt $(($1 + 4096)) ]; then
 		set_param max_rules_total $(($1 + 4096))
 	fi
 }
