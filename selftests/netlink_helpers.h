@@ -822,6 +822,23 @@ static void pdn_ctrl_group(const struct nlattr *grp, struct pdn *n)
 		n->events_group = id;
 }
 
+/* An acked request to nlctrl: CTRL_CMD_GETFAMILY for family @name. */
+static void pdn_req_getfamily(struct pdn *n, struct pdn_req *r,
+			      const char *name)
+{
+	struct genlmsghdr *g;
+
+	memset(r, 0, sizeof(*r));
+	r->nlh = mnl_nlmsg_put_header(r->buf);
+	r->nlh->nlmsg_type = GENL_ID_CTRL;
+	r->nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	r->nlh->nlmsg_seq = ++n->seq;
+	g = mnl_nlmsg_put_extra_header(r->nlh, sizeof(*g));
+	g->cmd = CTRL_CMD_GETFAMILY;
+	g->version = 1;
+	mnl_attr_put_strz(r->nlh, CTRL_ATTR_FAMILY_NAME, name);
+}
+
 /* nlctrl's CTRL_CMD_GETFAMILY: the family's id and its events group. */
 static int pdn_resolve(struct pdn *n)
 {
@@ -829,17 +846,8 @@ static int pdn_resolve(struct pdn *n)
 	struct pdn_status st;
 	const struct nlmsghdr *nlh;
 	const struct nlattr *a, *grp;
-	struct genlmsghdr *g;
 
-	memset(&r, 0, sizeof(r));
-	r.nlh = mnl_nlmsg_put_header(r.buf);
-	r.nlh->nlmsg_type = GENL_ID_CTRL;
-	r.nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-	r.nlh->nlmsg_seq = ++n->seq;
-	g = mnl_nlmsg_put_extra_header(r.nlh, sizeof(*g));
-	g->cmd = CTRL_CMD_GETFAMILY;
-	g->version = 1;
-	mnl_attr_put_strz(r.nlh, CTRL_ATTR_FAMILY_NAME, PORTDISPATCH_FAMILY_NAME);
+	pdn_req_getfamily(n, &r, PORTDISPATCH_FAMILY_NAME);
 	if (pdn_send(n, &r))
 		return -errno;
 

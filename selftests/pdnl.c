@@ -53,18 +53,9 @@ static int ports_of(const char *s, uint32_t *lo, uint32_t *hi)
 static int get_family(struct pdn *n, const char *name, struct pdn_status *st)
 {
 	struct pdn_req r;
-	struct genlmsghdr *g;
 	int err;
 
-	memset(&r, 0, sizeof(r));
-	r.nlh = mnl_nlmsg_put_header(r.buf);
-	r.nlh->nlmsg_type = GENL_ID_CTRL;
-	r.nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-	r.nlh->nlmsg_seq = ++n->seq;
-	g = mnl_nlmsg_put_extra_header(r.nlh, sizeof(*g));
-	g->cmd = CTRL_CMD_GETFAMILY;
-	g->version = 1;
-	mnl_attr_put_strz(r.nlh, CTRL_ATTR_FAMILY_NAME, name);
+	pdn_req_getfamily(n, &r, name);
 	err = pdn_send(n, &r);
 	if (err) {
 		st->err = -err;
