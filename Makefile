@@ -21,10 +21,10 @@ modules:				## the module for 6.1 and 6.12
 	@scripts/build-module 6.12
 
 portctl:				## build/portctl
-	@$(MAKE) -s -C userspace OUT=$(CURDIR)/build VERSION=$(VERSION)
+	@$(MAKE) -s -C userspace VERSION=$(VERSION)
 
 selftests:				## build/selftests/: the C tests and their helpers
-	@$(MAKE) -s -C selftests OUT=$(CURDIR)/build/selftests
+	@$(MAKE) -s -C selftests
 
 demo:					## show it working, in a guest (sets up what is missing)
 	@scripts/demo
@@ -46,7 +46,7 @@ install: module portctl		## module to /lib/modules/RELEASE/updates (+depmod), po
 	install -D -m 0644 build/$(RELEASE)/portdispatch.ko \
 		$(DESTDIR)/lib/modules/$(RELEASE)/updates/portdispatch.ko
 	$(if $(DESTDIR),,depmod -a $(RELEASE))
-	@$(MAKE) -s -C userspace install OUT=$(CURDIR)/build VERSION=$(VERSION) \
+	@$(MAKE) -s -C userspace install VERSION=$(VERSION) \
 		DESTDIR=$(DESTDIR) PREFIX=$(PREFIX)
 
 dkms-install:				## hand the sources to DKMS, which builds the module for every installed kernel
