@@ -28,7 +28,8 @@ NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 # every user may read.
 _bin=$(mktemp -d)
 chmod 0755 "$_bin"
-cp "$PORTCTL" "$PD_BIN/pdsock" "$_bin/"
+cp "$PORTCTL" "$_bin/portctl"
+cp "$PD_BIN/pdsock" "$_bin/"
 PORTCTL=$_bin/portctl
 PD_BIN=$_bin
 
