@@ -112,7 +112,7 @@ test_failing_file_changes_nothing()
 	} > "$f"
 
 	expect_status 1 pc -b "$f"
-	check_match "$out" 'line 4' "the error names the failing line"
+	check_match "$out" "^$f:4: " "the error names the failing file and line"
 	check_eq "$(pc list)" "$before" "the table after a failing file"
 	expect_status 0 ip netns exec "$NS" "$PD_BIN/pdsock" connect -a 127.0.0.1 -p 80
 }

@@ -152,7 +152,7 @@ memory_sentence()
 {
 	local said
 
-	said=$(printf '%s\n' "$1" | grep -Ei '^Error: .*memory' | grep -v 'Cannot allocate memory' || true)
+	said=$(printf '%s\n' "$1" | grep -Ei '^(Error: |.+:[0-9]+: ).*memory' | grep -v 'Cannot allocate memory' || true)
 	[ -n "$said" ] || fail "$2: no sentence from the kernel about memory in: $1"
 	echo "$2 said: $(printf '%s\n' "$said" | head -n 1)"
 }
@@ -335,7 +335,7 @@ refused()
 	shift 2
 	before=$(pcn "$ns" list)
 	expect_status 1 pcn "$ns" "$@"
-	check_match "$out" "^Error: (line [0-9]+: )?$want\\.\$" "portctl $*"
+	check_match "$out" "^(Error: |.+:[0-9]+: )$want\\.\$" "portctl $*"
 	check_eq "$(pcn "$ns" list)" "$before" "the table after 'portctl $*'"
 }
 
@@ -379,7 +379,7 @@ test_host_limit()
 	defer rm -f "$f"
 	printf 'add tcp 3 to port 8080\nadd tcp 4 to port 8080\n' > "$f"
 	refused "$B" "the host is at its limit of 5 rules \\(max_rules_total\\)" -b "$f"
-	check_match "$out" '^Error: line 2: ' "the batch's error names its line"
+	check_match "$out" "^$f:2: " "the batch's error names its file and line"
 	check_eq "$(ns_rules "$A") $(ns_rules "$B")" "2 2" "rules in A and B after the refused batch"
 	pcn "$B" add tcp 3 to port 8080
 	check_eq "$(ns_rules "$A") $(ns_rules "$B")" "2 3" "rules in A and B"
@@ -403,7 +403,7 @@ test_ns_limit()
 	defer rm -f "$f"
 	printf 'add tcp %s to port 8080\n' 11 12 13 14 > "$f"
 	refused "$B" "this namespace's table is full \\(max_rules=3\\)" -b "$f"
-	check_match "$out" '^Error: line 4: ' "the batch's error names its line"
+	check_match "$out" "^$f:4: " "the batch's error names its file and line"
 	check_eq "$(ns_rules "$B")" 0 "rules in B after the refused batch"
 	# The limit is the namespace's: B holds as many as A.
 	sed -i '$d' "$f"

@@ -49,6 +49,7 @@ struct socket_copy {
 };
 
 struct batch {
+	const char *path;	/* as given: "-" for standard input */
 	struct batch_line *lines;
 	size_t n, cap;
 	struct socket_copy *copies;
@@ -162,8 +163,11 @@ static int parse_line(char **words, int n, struct batch_line *bl)
 			  words + i + 1, &bl->spec) ? -1 : 0;
 }
 
-/* Reads and parses the whole file; EXIT_USAGE after a syntax error. */
-static int read_batch(FILE *f, const char *path, struct batch *b)
+/*
+ * Reads and parses the whole file; EXIT_USAGE after a syntax error. name
+ * is the file in sentences: its path, or "standard input".
+ */
+static int read_batch(FILE *f, const char *name, struct batch *b)
 {
 	char *words[MAX_WORDS];
 	char *text = NULL;
@@ -175,7 +179,7 @@ static int read_batch(FILE *f, const char *path, struct batch *b)
 		struct batch_line bl;
 		int n;
 
-		error_set_line(++line);
+		error_set_place(b->path, ++line);
 		n = split(text, words);
 		if (n == 0)
 			continue;
@@ -193,15 +197,15 @@ static int read_batch(FILE *f, const char *path, struct batch *b)
 		}
 		ret = EXIT_USAGE;
 		if (++errors == MAX_REPORTED) {
-			error_set_line(0);
+			error_set_place(NULL, 0);
 			errorf("stopped reading %s after %u errors",
-			       path, errors);
+			       name, errors);
 			break;
 		}
 	}
-	error_set_line(0);
+	error_set_place(NULL, 0);
 	if (ferror(f)) {
-		errorf("could not read %s: %s", path, strerror(errno));
+		errorf("could not read %s: %s", name, strerror(errno));
 		ret = EXIT_ERROR;
 	}
 	free(text);
@@ -255,11 +259,13 @@ static int take_sockets(struct batch *b)
 	for (i = 0; i < b->n; i++) {
 		if (b->lines[i].spec.target != SPEC_TARGET_SOCKET)
 			continue;
-		error_set_line(b->lines[i].line);
-		if (take_socket(b, &b->lines[i]))
+		error_set_place(b->path, b->lines[i].line);
+		if (take_socket(b, &b->lines[i])) {
+			error_set_place(NULL, 0);
 			return -1;
+		}
 	}
-	error_set_line(0);
+	error_set_place(NULL, 0);
 	return 0;
 }
 
@@ -268,12 +274,12 @@ static void report_line(struct batch *b, const struct batch_line *bl,
 {
 	if (++b->refused > MAX_REPORTED)
 		return;
-	error_set_line(bl->line);
+	error_set_place(b->path, bl->line);
 	if (bl->spec.cmd == PORTDISPATCH_CMD_FLUSH)
 		nl_report(st, "flush the table", true);
 	else
 		report_rule_error(st, &bl->spec, NULL);
-	error_set_line(0);
+	error_set_place(NULL, 0);
 }
 
 static int batch_cb(enum nl_event ev, const struct nlmsghdr *nlh,
@@ -425,7 +431,7 @@ out:
 
 int run_batch(const char *path)
 {
-	struct batch b = { .n = 0 };
+	struct batch b = { .path = path };
 	bool is_stdin = !strcmp(path, "-");
 	FILE *f = is_stdin ? stdin : fopen(path, "re");
 	int ret;

@@ -7,14 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *current_file;
 static unsigned int current_line;
 
-void error_set_line(unsigned int line)
+void error_set_place(const char *file, unsigned int line)
 {
+	current_file = file;
 	current_line = line;
 }
 
-static void say(const char *label, const char *fmt, va_list ap)
+static void say(bool error, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	size_t len;
@@ -25,9 +27,14 @@ static void say(const char *label, const char *fmt, va_list ap)
 	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
 		msg[--len] = '\0';
 
-	fputs(label, stderr);
-	if (current_line)
-		fprintf(stderr, "line %u: ", current_line);
+	/* About a line of a file: "FILE:LINE: message.", as compilers say it. */
+	if (current_file && current_line) {
+		fprintf(stderr, "%s:%u: ", current_file, current_line);
+		if (!error)
+			fputs("warning: ", stderr);
+	} else {
+		fputs(error ? "Error: " : "Warning: ", stderr);
+	}
 	fputs(msg, stderr);
 	if (!len || !strchr(".!?", msg[len - 1]))
 		fputc('.', stderr);
@@ -39,7 +46,7 @@ void errorf(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	say("Error: ", fmt, ap);
+	say(true, fmt, ap);
 	va_end(ap);
 }
 
@@ -48,7 +55,7 @@ void warnf(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	say("Warning: ", fmt, ap);
+	say(false, fmt, ap);
 	va_end(ap);
 }
 

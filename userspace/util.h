@@ -15,14 +15,16 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
- * Errors are sentences on stderr: "Error: [line N: ]message." The period is
- * added unless the message already ends a sentence, so kernel messages can
- * be passed through verbatim. A batch sets the line it is working on, and
- * every error said meanwhile names it.
+ * Errors are sentences on stderr: "Error: message." The period is added
+ * unless the message already ends a sentence, so kernel messages can be
+ * passed through verbatim. A batch sets the file and line it is working
+ * on, and every error said meanwhile reads "FILE:LINE: message.", as a
+ * compiler's does, so that editors and scripts find the line.
  */
 void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void error_set_line(unsigned int line);	/* 0: not in a batch */
+/* file as the user named it ("-": standard input); line 0: no place. */
+void error_set_place(const char *file, unsigned int line);
 
 /* Decimal digits only; -1 with errno EINVAL (not a number) or ERANGE. */
 int parse_u32(const char *s, uint32_t *out);

@@ -330,11 +330,11 @@ run flush
 "$PORTCTL" add tcp 80 to port 8080
 before=$("$PORTCTL" list)
 printf 'add tcp 81 to port 1\nadd tcp 82 to port 1\nadd tcp 83 to porrt 1\n' >"$WORK/b"
-expect "batch: syntax error, nothing sent" 2 'Error: line 3: "porrt" is not a target (expected "pid PID [fd FD]" or "port PORT").' -b "$WORK/b"
+expect "batch: syntax error, nothing sent" 2 "$WORK/b:3: "'"porrt" is not a target (expected "pid PID [fd FD]" or "port PORT").' -b "$WORK/b"
 check "... and the table is as it was" [ "$("$PORTCTL" list)" = "$before" ]
 printf '# refused lines\nadd tcp 81 to port 1\nadd tcp 85-90 to port 1\nadd tcp 86 to port 1\nadd tcp 70000 to port 1\n' >"$WORK/b"
 run -b "$WORK/b"
-re="^Error: line 4: [^${NL}]*\\.${NL}Error: line 5: [^${NL}]*70000[^${NL}]*\\.$"
+re="^$WORK/b:4: [^${NL}]*\\.${NL}$WORK/b:5: [^${NL}]*70000[^${NL}]*\\.$"
 if [ "$RC" = 1 ] && [[ $ERR =~ $re ]]; then
 	ok "batch: refused lines are named"
 else

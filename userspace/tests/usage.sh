@@ -166,34 +166,34 @@ batch() { # batch NAME RC STDERR: the file is $WORK/batch
 }
 
 printf 'add tcp 80 to port 8080\n# fine\n\n-4 add udp 53 to port 5353\nadd tcpp 81 to port 1\n' >"$WORK/batch"
-batch "batch: syntax error names its line" 2 'Error: line 5: "tcpp" is not a protocol (expected tcp or udp).'
+batch "batch: syntax error names its line" 2 "$WORK/batch:5: "'"tcpp" is not a protocol (expected tcp or udp).'
 printf 'add tcp 80 to port 8080\nlist\n' >"$WORK/batch"
-batch "batch: list is not allowed" 2 'Error: line 2: "list" is not allowed in a batch (only add, replace, del and flush are).'
+batch "batch: list is not allowed" 2 "$WORK/batch:2: "'"list" is not allowed in a batch (only add, replace, del and flush are).'
 printf 'frobnicate\n' >"$WORK/batch"
-batch "batch: unknown command" 2 'Error: line 1: unknown command "frobnicate" (a batch takes add, replace, del and flush).'
+batch "batch: unknown command" 2 "$WORK/batch:1: "'unknown command "frobnicate" (a batch takes add, replace, del and flush).'
 printf '   -j add tcp 80 to port 1\n' >"$WORK/batch"
-batch "batch: only -4 and -6" 2 'Error: line 1: option "-j" is not allowed in a batch (only -4 and -6 are).'
+batch "batch: only -4 and -6" 2 "$WORK/batch:1: "'option "-j" is not allowed in a batch (only -4 and -6 are).'
 printf -- '-4 -6 add tcp 80 to port 1\n' >"$WORK/batch"
-batch "batch: -4 and -6" 2 'Error: line 1: give at most one of -4 and -6.'
+batch "batch: -4 and -6" 2 "$WORK/batch:1: "'give at most one of -4 and -6.'
 printf -- '-6\n' >"$WORK/batch"
-batch "batch: an option alone" 2 'Error: line 1: "-6" needs a command after it.'
+batch "batch: an option alone" 2 "$WORK/batch:1: "'"-6" needs a command after it.'
 printf 'flush all\n' >"$WORK/batch"
-batch "batch: flush takes no arguments" 2 'Error: line 1: flush takes no arguments (found "all").'
+batch "batch: flush takes no arguments" 2 "$WORK/batch:1: "'flush takes no arguments (found "all").'
 printf -- '-4 flush\n' >"$WORK/batch"
-batch "batch: flush takes no family" 2 'Error: line 1: option -4 does not apply to flush.'
+batch "batch: flush takes no family" 2 "$WORK/batch:1: "'option -4 does not apply to flush.'
 printf 'add tcp 80 to port 1 # a comment\nadd tcp 70000 to port 1\ndel tcp 80 dst 1.2.3.4/99999\nadd udp 53 to pid x\n' >"$WORK/batch"
-batch "batch: every syntax error is said" 2 'Error: line 3: "1.2.3.4/99999": the prefix length 99999 is too large (at most 32).
-Error: line 4: "x" is not a process id.'
+batch "batch: every syntax error is said" 2 "$WORK/batch:3: "'"1.2.3.4/99999": the prefix length 99999 is too large (at most 32).'"
+$WORK/batch:4: "'"x" is not a process id.'
 for i in $(seq 12); do echo "add tcp $i"; done >"$WORK/batch"
 run -b "$WORK/batch"
-if [ "$RC" = 2 ] && [ "$(grep -c '^Error: line' "$WORK/err")" = 10 ] &&
+if [ "$RC" = 2 ] && [ "$(grep -c "^$WORK/batch:[0-9]*: " "$WORK/err")" = 10 ] &&
    [[ $ERR == *"Error: stopped reading $WORK/batch after 10 errors." ]]; then
 	ok "batch: stops after 10 errors"
 else
 	not_ok "batch: stops after 10 errors" "got exit $RC: $ERR"
 fi
 printf 'add tcp 80 to port 1\nadd tcp 81 to\n' >"$WORK/batch"
-STDIN=$WORK/batch expect "batch from standard input" 2 'Error: line 2: "to" needs a target: "pid PID [fd FD]" or "port PORT".' -b -
+STDIN=$WORK/batch expect "batch from standard input" 2 '-:2: "to" needs a target: "pid PID [fd FD]" or "port PORT".' -b -
 printf '# nothing but comments\n\n   \n' >"$WORK/batch"
 batch "batch: nothing to do" 0 ''
 expect "batch: no such file" 1 "Error: could not open $WORK/none: No such file or directory." -b "$WORK/none"
@@ -224,7 +224,7 @@ else
 	# A process id no kernel hands out (above PID_MAX_LIMIT, 2^22).
 	expect "no such process" 1 'Error: no process with pid 2147483647.' add tcp 80 to pid 2147483647
 	printf 'add tcp 80 to port 1\nadd tcp 81 to pid 2147483647 fd 3\n' >"$WORK/batch"
-	batch "batch: a missing process names its line" 1 'Error: line 2: no process with pid 2147483647.'
+	batch "batch: a missing process names its line" 1 "$WORK/batch:2: no process with pid 2147483647."
 	expect "a process's missing fd" 1 "Error: process $SLEEPER has no fd 4242." add tcp 80 to pid "$SLEEPER" fd 4242
 fi
 
