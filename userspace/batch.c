@@ -174,17 +174,20 @@ static int read_batch(FILE *f, const char *name, struct batch *b)
 	size_t size = 0;
 	unsigned int line = 0, errors = 0;
 	int ret = EXIT_OK;
+	ssize_t len;
 
-	while (getline(&text, &size, f) >= 0) {
+	while ((len = getline(&text, &size, f)) >= 0) {
 		struct batch_line bl;
 		int n;
 
 		error_set_place(b->path, ++line);
-		n = split(text, words);
-		if (n == 0)
-			continue;
-		if (n < 0) {
+		/* split() would stop at it: "flush\0add ..." is no flush. */
+		if (memchr(text, '\0', (size_t)len)) {
+			errorf("the line holds a NUL byte (a batch file is text)");
+		} else if ((n = split(text, words)) < 0) {
 			errorf("too many words for a command");
+		} else if (n == 0) {
+			continue;
 		} else if (!parse_line(words, n, &bl)) {
 			if (b->n == b->cap) {
 				b->cap = b->cap ? b->cap * 2 : 256;

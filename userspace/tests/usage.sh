@@ -184,6 +184,10 @@ batch "batch: flush takes no family" 2 "$WORK/batch:1: "'option -4 does not appl
 printf 'add tcp 80 to port 1 # a comment\nadd tcp 70000 to port 1\ndel tcp 80 dst 1.2.3.4/99999\nadd udp 53 to pid x\n' >"$WORK/batch"
 batch "batch: every syntax error is said" 2 "$WORK/batch:3: "'"1.2.3.4/99999": the prefix length 99999 is too large (at most 32).'"
 $WORK/batch:4: "'"x" is not a process id.'
+# The words must not end at a NUL, which would leave a bare flush here (and
+# the kernel refuses line 2, should the module be loaded).
+printf 'flush\0add tcp 80 to port 1\nadd tcp 0 to port 1\n' >"$WORK/batch"
+batch "batch: a NUL byte is refused" 2 "$WORK/batch:1: the line holds a NUL byte (a batch file is text)."
 for i in $(seq 12); do echo "add tcp $i"; done >"$WORK/batch"
 run -b "$WORK/batch"
 if [ "$RC" = 2 ] && [ "$(grep -c "^$WORK/batch:[0-9]*: " "$WORK/err")" = 10 ] &&
