@@ -5,9 +5,9 @@
 #
 # Checks what needs no kernel: help, the version, and every usage error
 # (exit 2, a sentence on stderr that quotes the word back), batch files
-# with syntax errors (exit 2 before anything is sent), and the errors about
+# with syntax errors (exit 2 before anything is sent), the errors about
 # processes and sockets (exit 1), which portctl finds before it opens
-# netlink. Where the module is loaded, nothing here changes its table:
+# netlink, and what bash completion offers. Where the module is loaded, nothing here changes its table:
 # every command that gets past the checks is one the kernel refuses.
 #
 # Output is KTAP. PORTCTL_WRAPPER runs each portctl under a tool, e.g.
@@ -203,6 +203,42 @@ batch "batch: nothing to do" 0 ''
 expect "batch: no such file" 1 "Error: could not open $WORK/none: No such file or directory." -b "$WORK/none"
 expect "-b with a command" 2 'Error: -b takes no command (found "list"): the commands are in the file.' -b "$WORK/batch" list
 expect "-b with -4" 2 'Error: -b takes no other option: put -4 or -6 on the lines of the file.' -4 -b "$WORK/batch"
+
+# ---------------------------------------------------------------- completion
+
+COMPLETION=$(cd "$(dirname "$0")/.." && pwd)/portctl.bash-completion
+
+# completes NAME WANT LINE: bash completion offers exactly WANT (one word a
+# line) for the last word of LINE; a LINE ending in a blank completes an
+# empty word. Runs in $WORK/comp, whose one file, rules, -b offers.
+completes() {
+	local name=$1 want=$2 got
+
+	got=$(cd "$WORK/comp" && bash -c '
+		shopt -s extglob
+		. "$1" || exit 1
+		read -r -a COMP_WORDS <<<"$2"
+		[[ $2 == *" " ]] && COMP_WORDS+=("")
+		COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+		_portctl
+		printf "%s\n" "${COMPREPLY[@]}" | sort' bash "$COMPLETION" "$3")
+	if [ "$got" = "$want" ]; then
+		ok "$name"
+	else
+		not_ok "$name" "completing \"$3\"" "expected: ${want//$'\n'/ }" \
+			"got: ${got//$'\n'/ }"
+	fi
+}
+
+mkdir "$WORK/comp" && : >"$WORK/comp/rules"
+completes "completion: the commands" "$(printf '%s\n' add del flush help list monitor replace save stats)" "portctl "
+completes "completion: commands after options" "$(printf '%s\n' replace)" "portctl -4 re"
+completes "completion: -b offers files and -" "$(printf '%s\n' - rules)" "portctl -b "
+completes "completion: nothing after -b FILE" "" "portctl -b rules "
+completes "completion: no option after -b FILE" "" "portctl -b rules -"
+completes "completion: nothing after --batch -" "" "portctl --batch - "
+completes "completion: nothing after -bFILE" "" "portctl -brules "
+completes "completion: nothing after -4 -b FILE" "" "portctl -4 -b rules a"
 
 # ---------------------------------------------------------------- targets
 
