@@ -421,10 +421,7 @@ void rule_format_target(const struct rule *r, char *buf, size_t len)
 	 * A process names itself: a newline in its comm must not end the
 	 * comment that save writes it in, and so slip a command into the file.
 	 */
-	for (n = 0; n < sizeof(comm) - 1 && r->target.comm[n]; n++)
-		comm[n] = (unsigned char)r->target.comm[n] < 0x20 ||
-			  r->target.comm[n] == 0x7f ? '?' : r->target.comm[n];
-	comm[n] = '\0';
+	copy_printable(comm, sizeof(comm), r->target.comm);
 
 	switch (r->target.type) {
 	case RULE_TARGET_PORT:

@@ -10,13 +10,19 @@
 
 static void save_header(void)
 {
-	char host[256] = "?";
+	char name[256] = "?", host[256];
 	char date[64] = "?";
 	time_t now = time(NULL);
 	struct tm tm;
 
-	gethostname(host, sizeof(host) - 1);
-	host[sizeof(host) - 1] = '\0';
+	gethostname(name, sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	/*
+	 * The root of a UTS namespace names the host as it likes: a newline
+	 * in the name would end the comment, and the rest of the name would
+	 * be a line that loading the file runs.
+	 */
+	copy_printable(host, sizeof(host), name);
 	if (gmtime_r(&now, &tm))
 		strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", &tm);
 	printf("# portdispatch rules of %s, saved by portctl on %s.\n", host,

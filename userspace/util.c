@@ -59,6 +59,18 @@ void warnf(const char *fmt, ...)
 	va_end(ap);
 }
 
+void copy_printable(char *dst, size_t size, const char *src)
+{
+	size_t n;
+
+	if (!size)
+		return;
+	for (n = 0; n < size - 1 && src[n]; n++)
+		dst[n] = (unsigned char)src[n] < 0x20 || src[n] == 0x7f ?
+			 '?' : src[n];
+	dst[n] = '\0';
+}
+
 int parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v = 0;

@@ -26,6 +26,13 @@ void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* file as the user named it ("-": standard input); line 0: no place. */
 void error_set_place(const char *file, unsigned int line);
 
+/*
+ * Copies src into dst (size bytes, NUL included), each control character
+ * (a newline among them) replaced with "?": what others named (a process,
+ * a host) goes into a line of our output, and must not end it.
+ */
+void copy_printable(char *dst, size_t size, const char *src);
+
 /* Decimal digits only; -1 with errno EINVAL (not a number) or ERANGE. */
 int parse_u32(const char *s, uint32_t *out);
 

@@ -357,6 +357,18 @@ else
 	not_ok "... the same table" "saved:" "$(cat "$WORK/saved")" "after:" "$(cat "$WORK/after")"
 fi
 
+# The header names the host, as the root of a UTS namespace set it: a
+# newline in the name must not end the comment and slip in a line.
+unshare -u python3 -c 'import os, socket, sys
+socket.sethostname(sys.argv[1])
+os.execv(sys.argv[2], sys.argv[2:])' $'evil\nflush\n#' "$PORTCTL" save >"$WORK/evil"
+if [ "$(grep -v '^#' "$WORK/evil")" = "$(grep -v '^#' "$WORK/saved")" ] &&
+   grep -q '^# portdispatch rules of evil?flush?#, saved by portctl' "$WORK/evil"; then
+	ok "save: a newline in the host name stays in the comment"
+else
+	not_ok "save: a newline in the host name stays in the comment" "$(cat "$WORK/evil")"
+fi
+
 # 65536 lines in one transaction, in few system calls. A slow machine
 # (KSFT_MACHINE_SLOW=yes: the debug kernel, where KASAN and kmemleak watch
 # every allocation) takes the same paths with 4096.
