@@ -94,6 +94,23 @@ static int event_cb(enum nl_event ev, const struct nlmsghdr *nlh,
 	return 0;
 }
 
+/*
+ * Prints what the socket holds without waiting for more; -1 if reading
+ * failed, having said why.
+ */
+static int read_events(struct nl *nl)
+{
+	while (nl_recv(nl, MSG_DONTWAIT, event_cb, NULL) >= 0)
+		;
+	if (errno == ENOBUFS) {
+		warnf("events were lost: the receive buffer overflowed");
+	} else if (errno != EAGAIN && errno != EINTR) {
+		errorf("could not read events: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_monitor(int argc, char **argv, const struct options *opt)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -146,15 +163,23 @@ int cmd_monitor(int argc, char **argv, const struct options *opt)
 			ret = EXIT_ERROR;
 			break;
 		}
-		while (nl_recv(&nl, MSG_DONTWAIT, event_cb, NULL) >= 0)
-			;
-		if (errno == ENOBUFS) {
-			warnf("events were lost: the receive buffer overflowed");
-		} else if (errno != EAGAIN && errno != EINTR) {
-			errorf("could not read events: %s", strerror(errno));
+		if (read_events(&nl)) {
 			ret = EXIT_ERROR;
 			break;
 		}
+	}
+	/*
+	 * Told to stop: the changes made before that are ours to print, and
+	 * the socket may hold some still (ppoll() was woken by the signal, or
+	 * it came while we were stopped). Leave the group first, so that the
+	 * queue only shrinks, and print what it holds.
+	 */
+	if (stop) {
+		mnl_socket_setsockopt(nl.sock, NETLINK_DROP_MEMBERSHIP,
+				      &nl.events_group,
+				      sizeof(nl.events_group));
+		if (read_events(&nl))
+			ret = EXIT_ERROR;
 	}
 	sigprocmask(SIG_SETMASK, &orig, NULL);
 	nl_close(&nl);

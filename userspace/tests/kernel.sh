@@ -284,15 +284,31 @@ done
 kill "$LPID"
 wait "$LPID" 2>/dev/null
 for i in $(seq 100); do
-	grep -q 'socket closed' "$WORK/mon.txt" && break
+	grep -q 'socket closed' "$WORK/mon.txt" &&
+		grep -q 'socket_closed' "$WORK/mon.json" && break
 	sleep 0.1
 done
 "$PORTCTL" list >/dev/null	# a dump reaps closed sockets' rules too
-sleep 0.5
+# What the socket holds when the signal comes is printed too. Stopped,
+# the monitors cannot read these two changes; the signals find them
+# queued when they go on.
+stopped() {
+	local state
+
+	read -r _ _ state _ <"/proc/$1/stat" && [ "$state" = T ]
+}
+kill -STOP "$MONJ" "$MON"
+for i in $(seq 100); do
+	stopped "$MONJ" && stopped "$MON" && break
+	sleep 0.05
+done
+"$PORTCTL" add tcp 83 to port 1
+"$PORTCTL" del tcp 83
 kill -TERM "$MONJ"
+kill -INT "$MON"
+kill -CONT "$MONJ" "$MON"
 wait "$MONJ"
 rc_j=$?
-kill -INT "$MON"
 wait "$MON"
 rc_t=$?
 check "monitor ends cleanly on SIGTERM" [ "$rc_j" = 0 ]
@@ -305,6 +321,8 @@ replaced tcp 80 any -> port 8081
 deleted tcp 80 any -> port 8081 (requested)
 added tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 listening
 deleted tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 closed (socket closed)
+added tcp 83 any -> port 1
+deleted tcp 83 any -> port 1 (requested)
 EOT
 )
 if [ "$(cat "$WORK/mon.txt")" = "$expect_text" ]; then
@@ -318,7 +336,8 @@ import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if "65535" not in l]
 got = [(e["event"], e.get("reason")) for e in ev]
 want = [("flushed", None), ("added", None), ("replaced", None),
-        ("deleted", "requested"), ("added", None), ("deleted", "socket_closed")]
+        ("deleted", "requested"), ("added", None), ("deleted", "socket_closed"),
+        ("added", None), ("deleted", "requested")]
 assert got == want, got
 assert ev[0]["count"] == 1, ev[0]' "$WORK/mon.json"
 check "monitor said nothing on stderr" [ ! -s "$WORK/mon.err" ]
