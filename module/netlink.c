@@ -179,6 +179,16 @@ static int pd_nl_parse_dst(struct genl_info *info, struct pd_key *key)
 				   plen);
 		return pd_nl_bad(info, PORTDISPATCH_A_RULE_DST);
 	}
+	/*
+	 * IPv4 packets reach the IPv4 hook with their IPv4 addresses, never
+	 * the IPv6 one as ::ffff:a.b.c.d: such a prefix could match nothing.
+	 */
+	if (families == PD_FAM_V6 && plen >= 96 &&
+	    ipv6_addr_v4mapped(&key->addr.v6)) {
+		NL_SET_ERR_MSG(info->extack,
+			       "an IPv4-mapped IPv6 destination matches no packet: IPv4 packets are matched by their 4-byte IPv4 address");
+		return pd_nl_bad(info, PORTDISPATCH_A_RULE_DST);
+	}
 
 	key->families = families;
 	key->plen = plen;

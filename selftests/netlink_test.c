@@ -402,6 +402,27 @@ REFUSAL(inet_family_ipv6_dst, ADD, { EINVAL, "destination is IPv6", .bad_top = R
 	pdn_target_port(r, 8080);
 }
 
+/* IPv4 packets never reach the IPv6 hook as ::ffff:a.b.c.d. */
+REFUSAL(dst_v4mapped, ADD, { EINVAL, "IPv4-mapped", .bad_top = R(DST) })
+{
+	pdn_rule_key(r, IPPROTO_TCP, 1000, 0);
+	pdn_rule_dst(r, "::ffff:198.18.0.1/128");
+	pdn_target_port(r, 8080);
+}
+
+REFUSAL(dst_v4mapped_96, ADD, { EINVAL, "IPv4-mapped", .bad_top = R(DST) })
+{
+	pdn_rule_key(r, IPPROTO_TCP, 1000, 0);
+	pdn_rule_dst(r, "::ffff:0.0.0.0/96");
+	pdn_target_port(r, 8080);
+}
+
+REFUSAL(del_dst_v4mapped, DEL, { EINVAL, "IPv4-mapped", .bad_top = R(DST) })
+{
+	pdn_rule_key(r, IPPROTO_TCP, 80, 90);
+	pdn_rule_dst(r, "::ffff:198.18.0.0/112");
+}
+
 REFUSAL(family_99, ADD, { EINVAL, "AF_INET", .bad_top = R(FAMILY) })
 {
 	pdn_rule_key(r, IPPROTO_TCP, 1000, 0);

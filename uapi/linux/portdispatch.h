@@ -141,7 +141,10 @@ enum {
 	PORTDISPATCH_A_RULE_FAMILY,	/* u8, AF_INET or AF_INET6; absent:
 					 * every family the target accepts
 					 */
-	PORTDISPATCH_A_RULE_DST,	/* binary, 4 or 16 bytes, network order */
+	PORTDISPATCH_A_RULE_DST,	/* binary, 4 or 16 bytes, network order;
+					 * not IPv4-mapped (in ::ffff:0:0/96):
+					 * IPv4 is matched by its 4 bytes
+					 */
 	PORTDISPATCH_A_RULE_DST_PLEN,	/* u8, prefix length of RULE_DST */
 	PORTDISPATCH_A_RULE_TARGET,	/* nest, PORTDISPATCH_A_TARGET_* */
 	PORTDISPATCH_A_RULE_STATS,	/* nest, PORTDISPATCH_A_RULE_STATS_* */
