@@ -70,6 +70,40 @@ bad:
 	return -1;
 }
 
+/*
+ * An IPv4 packet reaches the table with its IPv4 addresses, never as
+ * ::ffff:a.b.c.d, so a prefix of IPv4-mapped addresses only (::ffff:0:0/96
+ * or longer) matches nothing: say what to write instead. The kernel
+ * refuses it too, for other clients.
+ */
+static int refuse_v4mapped(const char *word, const struct rule_spec *spec)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	const char *without = spec->family == AF_INET6 ? ", without -6" : "";
+	const char *what = "holds only IPv4-mapped IPv6 addresses";
+	char v4[INET_ADDRSTRLEN], instead[64];
+	unsigned int plen = spec->dst_plen;
+
+	if (spec->dst_family != AF_INET6 || plen < 96 || plen > 128 ||
+	    memcmp(spec->dst, mapped, sizeof(mapped)))
+		return 0;
+	inet_ntop(AF_INET, spec->dst + 12, v4, sizeof(v4));
+	if (plen == 96) {
+		snprintf(instead, sizeof(instead), "-4 instead of %sthe prefix",
+			 *without ? "-6 and " : "");
+	} else if (plen == 128) {
+		what = "is an IPv4-mapped IPv6 address";
+		snprintf(instead, sizeof(instead), "\"dst %s\" instead%s", v4,
+			 without);
+	} else {
+		snprintf(instead, sizeof(instead), "\"dst %s/%u\" instead%s",
+			 v4, plen - 96, without);
+	}
+	errorf("\"%s\" %s, which no packet is sent to (IPv4 packets are matched by their IPv4 address): write %s",
+	       word, what, instead);
+	return -1;
+}
+
 static int parse_prefix(const char *word, struct rule_spec *spec)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
@@ -108,7 +142,7 @@ static int parse_prefix(const char *word, struct rule_spec *spec)
 	}
 	spec->dst_plen = (uint8_t)len;
 	spec->has_dst = true;
-	return 0;
+	return refuse_v4mapped(word, spec);
 bad:
 	errorf("\"%s\" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64)",
 	       word);

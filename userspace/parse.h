@@ -2,7 +2,9 @@
 /*
  * Words to a rule request. Only syntax is checked here: a value that can
  * be encoded is sent as written, and the kernel judges its range (port 0,
- * 70000, a reversed range, /33 on IPv4) and explains its refusal.
+ * 70000, a reversed range, /33 on IPv4) and explains its refusal. The
+ * exception is a prefix of IPv4-mapped addresses, which could match
+ * nothing: refused here too, with what to write instead.
  */
 #ifndef PORTCTL_PARSE_H
 #define PORTCTL_PARSE_H

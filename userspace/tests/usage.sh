@@ -130,6 +130,13 @@ expect "prefix length beyond u8" 2 'Error: "2001:db8::/256": the prefix length 2
 expect "a host name is no prefix" 2 'Error: "localhost" is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/64).' add tcp 80 dst localhost to port 1
 expect "-4 with an IPv6 prefix" 2 'Error: -4 limits the rule to IPv4, but "2001:db8::/64" is an IPv6 prefix.' -4 add tcp 80 dst 2001:db8::/64 to port 1
 expect "-6 with an IPv4 prefix" 2 'Error: -6 limits the rule to IPv6, but "192.0.2.7" is an IPv4 prefix.' -6 del udp 53 dst 192.0.2.7
+# IPv4 packets never reach the table as ::ffff:a.b.c.d: say what to write.
+MAPPED='which no packet is sent to (IPv4 packets are matched by their IPv4 address): write'
+expect "an IPv4-mapped address" 2 "Error: \"::ffff:192.0.2.1\" is an IPv4-mapped IPv6 address, $MAPPED \"dst 192.0.2.1\" instead." add tcp 80 dst ::ffff:192.0.2.1 to port 1
+expect "an IPv4-mapped address with -6" 2 "Error: \"::ffff:c000:201\" is an IPv4-mapped IPv6 address, $MAPPED \"dst 192.0.2.1\" instead, without -6." -6 add tcp 80 dst ::ffff:c000:201 to port 1
+expect "an IPv4-mapped prefix" 2 "Error: \"::ffff:192.0.2.0/120\" holds only IPv4-mapped IPv6 addresses, $MAPPED \"dst 192.0.2.0/24\" instead." del udp 53 dst ::ffff:192.0.2.0/120
+expect "every IPv4-mapped address" 2 "Error: \"::ffff:0:0/96\" holds only IPv4-mapped IPv6 addresses, $MAPPED -4 instead of the prefix." replace tcp 80 dst ::ffff:0:0/96 to port 1
+syntax_ok "a prefix beyond the IPv4-mapped ones is sent" add tcp 80 dst ::ffff:0:0/95 to port 1
 expect "dst twice" 2 'Error: "dst" is given twice.' add tcp 80 dst ::1 dst ::1 to port 1
 
 expect "add without target" 2 'Error: add needs a target: "to pid PID [fd FD]" or "to port PORT".' add tcp 80
