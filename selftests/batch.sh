@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # A batch file applies whole or not at all, and no packet ever sees it
-# half applied. In one namespace, over loopback:
+# half applied; save writes the whole table or nothing. In one namespace,
+# over loopback:
 #
 #   client loop --> :80..:89 --> rules from file A -> port 8080 (server A)
 #                            \-> rules from file B -> port 9090 (server B)
@@ -117,7 +118,46 @@ test_failing_file_changes_nothing()
 	expect_status 0 ip netns exec "$NS" "$PD_BIN/pdsock" connect -a 127.0.0.1 -p 80
 }
 
-ktap_plan 2
+# portctl save, each of its reads of a datagram held for 50 ms.
+slow_save()
+{
+	ip netns exec "$NS" strace -f -qq -o /dev/null -e trace=recvmsg \
+		-e inject=recvmsg:delay_exit=50000 "$PORTCTL" save
+}
+
+# save's file starts with flush, so a part of the table would delete the
+# rest when loaded: a dump that a change interrupted (NLM_F_DUMP_INTR) is
+# read again, and if every one was, save writes nothing. Here strace holds
+# each of save's reads for 50 ms while pdnl changes the table without a
+# pause, so that a change comes between the datagrams of every dump.
+test_save_whole_or_nothing()
+{
+	local f saved err changes p rc=0
+
+	require_cmd strace
+	setup_ns NS
+	f=$(mktemp) saved=$(mktemp) err=$(mktemp) changes=$(mktemp)
+	defer rm -f "$f" "$saved" "$err" "$changes"
+	# A dump of 1,000 rules takes a few datagrams.
+	for p in $(seq 1000 1999); do
+		echo "add udp $p to port 9"
+	done > "$f"
+	pc -b "$f"
+
+	slow_save > "$saved"
+	check_eq "$(grep -c '^add udp' "$saved")" 1000 "rules saved from a still table"
+
+	yes $'add tcp 2 2\ndel tcp 2' | ip netns exec "$NS" "$PD_BIN/pdnl" > "$changes" &
+	defer kill $!
+	busywait "$START_MS" grep -q '^ok' "$changes" || fail "pdnl changes nothing"
+	slow_save > "$saved" 2> "$err" || rc=$?
+	check_eq "$rc" 1 "the exit status of save"
+	check_eq "$(cat "$err")" "Error: the table changed each of the 4 times it was read, so nothing was saved; try again." "what save said"
+	check_eq "$(wc -c < "$saved")" 0 "bytes that save wrote"
+}
+
+ktap_plan 3
 run_test "no connection meets a half-applied batch file" test_no_half_applied_table
 run_test "a file with a failing line changes nothing" test_failing_file_changes_nothing
+run_test "save writes the whole table or nothing" test_save_whole_or_nothing
 ktap_finish

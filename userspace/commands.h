@@ -42,14 +42,21 @@ const char *rule_cmd_name(uint8_t cmd);
 void report_rule_error(const struct nl_status *st, const struct rule_spec *spec,
 		       const struct nlmsghdr *req);
 
-/* Every rule of the table, as one consistent dump when possible. */
+/* Every rule of the table. */
 struct rule_list {
 	struct rule *rules;
 	size_t n;
 	size_t cap;
 };
 
-int dump_rules(struct nl *nl, struct rule_list *list);
+/*
+ * Reads the table, again when a change of it came in between (a dump
+ * flagged NLM_F_DUMP_INTR), a few times at most. If no read was
+ * consistent: with whole, the number of reads, having said nothing; else
+ * 0 and the last read, with a warning. -1 when the kernel refused,
+ * having said why.
+ */
+int dump_rules(struct nl *nl, struct rule_list *list, bool whole);
 void rule_list_free(struct rule_list *list);
 
 #endif

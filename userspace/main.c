@@ -65,8 +65,10 @@ static const struct command commands[] = {
 	{ "save", cmd_save, NO_ARGUMENTS,
 	  "print the table as a file that \"portctl -b\" loads",
 	  "portctl save > FILE\n"
-	  "Socket targets cannot be restored (pids and fds do not survive a\n"
-	  "restart): they are written as comments.\n" },
+	  "Loading FILE (portctl -b FILE) makes the table what was saved: it\n"
+	  "flushes the table first. Socket targets cannot be restored (pids and\n"
+	  "fds do not survive a restart): they are written as comments. Writes\n"
+	  "the whole table or nothing.\n" },
 	{ "help", NULL, 0,
 	  "show this help; \"portctl COMMAND help\" shows one command's",
 	  "portctl help [COMMAND]\n" },

@@ -63,14 +63,22 @@ int cmd_save(int argc, char **argv, const struct options *opt)
 {
 	struct rule_list list = { .n = 0 };
 	struct nl nl;
-	int ret = EXIT_OK;
+	int ret = EXIT_OK, err;
 
 	(void)opt;
 	(void)argc;	/* main() has refused arguments */
 	(void)argv;
 	if (nl_open(&nl))
 		return EXIT_ERROR;
-	if (dump_rules(&nl, &list)) {
+	/*
+	 * Loading the file flushes the table first, so a partial copy
+	 * would delete rules: all of the table or nothing.
+	 */
+	err = dump_rules(&nl, &list, true);
+	if (err > 0)
+		errorf("the table changed each of the %d times it was read, so nothing was saved; try again",
+		       err);
+	if (err) {
 		ret = EXIT_ERROR;
 	} else {
 		save_header();

@@ -34,7 +34,7 @@ void rule_list_free(struct rule_list *list)
 	list->n = list->cap = 0;
 }
 
-int dump_rules(struct nl *nl, struct rule_list *list)
+int dump_rules(struct nl *nl, struct rule_list *list, bool whole)
 {
 	char buf[NL_MSG_MAX];
 	struct nl_status st;
@@ -52,6 +52,8 @@ int dump_rules(struct nl *nl, struct rule_list *list)
 		if (!nl->dump_intr)
 			return 0;
 	}
+	if (whole)
+		return DUMP_TRIES;
 	warnf("the table kept changing while it was read: this listing may be inconsistent");
 	return 0;
 }
@@ -66,7 +68,7 @@ int cmd_list(int argc, char **argv, const struct options *opt)
 	(void)argv;
 	if (nl_open(&nl))
 		return EXIT_ERROR;
-	if (dump_rules(&nl, &list)) {
+	if (dump_rules(&nl, &list, false)) {
 		ret = EXIT_ERROR;
 	} else {
 		print_open_array(NULL);
