@@ -337,9 +337,6 @@ static int pd_nl_put_rule(struct sk_buff *msg, const struct pd_rule *rule,
 	if (pd_nl_put_target(msg, &rule->target, for_event) ||
 	    pd_nl_put_stats(msg, rule))
 		return -EMSGSIZE;
-	if (rule->staged_del && for_event &&
-	    nla_put_u8(msg, PORTDISPATCH_A_RULE_REASON, rule->del_reason))
-		return -EMSGSIZE;
 	return 0;
 }
 
@@ -355,7 +352,14 @@ static int pd_nl_fill_rule(struct sk_buff *msg, const struct pd_rule *rule,
 		return -EMSGSIZE;
 	if (cb)
 		genl_dump_check_consistent(cb, hdr);
-	if (pd_nl_put_rule(msg, rule, !portid)) {
+	/*
+	 * Only a deletion says why: a batch's ADD or REPLACE event of a rule
+	 * that a later command of the batch removes is sent while the rule
+	 * is already leaving.
+	 */
+	if (pd_nl_put_rule(msg, rule, !portid) ||
+	    (cmd == PORTDISPATCH_CMD_RULE_DEL_NTF &&
+	     nla_put_u8(msg, PORTDISPATCH_A_RULE_REASON, rule->del_reason))) {
 		genlmsg_cancel(msg, hdr);
 		return -EMSGSIZE;
 	}

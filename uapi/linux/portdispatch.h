@@ -81,7 +81,8 @@
  * Events (multicast group "events")
  * ------
  * PORTDISPATCH_CMD_RULE_ADD_NTF, _RULE_REPLACE_NTF: the rule, as in a dump.
- * PORTDISPATCH_CMD_RULE_DEL_NTF: the rule and RULE_REASON.
+ * PORTDISPATCH_CMD_RULE_DEL_NTF: the rule and RULE_REASON (no other event
+ * carries RULE_REASON).
  * PORTDISPATCH_CMD_FLUSH_NTF: RULE_COUNT, the number of rules removed.
  * A batch's events are sent when it commits, in the order of its commands.
  * An event has no reader to number a process for: its TARGET_PID is as the
