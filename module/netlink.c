@@ -699,6 +699,15 @@ void pd_nl_notify(struct pd_net *pn, const struct pd_change *c)
 		pd_nl_notify_rule(net, c->added, PORTDISPATCH_CMD_RULE_ADD_NTF);
 		break;
 	case PD_OP_REPLACE:
+		/*
+		 * The new rule takes the first replaced rule's id; the others
+		 * it replaced leave first, so that a listener applying the
+		 * events in order never holds two conflicting rules.
+		 */
+		list_for_each_entry(rule, &c->removed, del_node)
+			if (!list_is_first(&rule->del_node, &c->removed))
+				pd_nl_notify_rule(net, rule,
+						  PORTDISPATCH_CMD_RULE_DEL_NTF);
 		pd_nl_notify_rule(net, c->added, c->nr_removed ?
 				  PORTDISPATCH_CMD_RULE_REPLACE_NTF :
 				  PORTDISPATCH_CMD_RULE_ADD_NTF);

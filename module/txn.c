@@ -286,10 +286,13 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 		if (!pd_sibling_counts(other, key) ||
 		    !pd_same_ports(&other->key, key))
 			continue;
-		/* A replaced rule keeps its identity. */
+		/*
+		 * The first rule replaced hands on its identity; the others
+		 * (one per family, for a rule serving both) just leave.
+		 */
 		if (!c->nr_removed)
 			rule->id = other->id;
-		pd_change_remove(txn, c, other, PORTDISPATCH_DEL_REASON_REQUEST);
+		pd_change_remove(txn, c, other, PORTDISPATCH_DEL_REASON_REPLACED);
 	}
 	if (!c->nr_removed)
 		rule->id = ++pn->next_id;

@@ -39,10 +39,15 @@
  *	conflicts with one. With NLM_F_ECHO the rule is sent back as a
  *	RULE_GET message before the ack.
  * PORTDISPATCH_CMD_RULE_REPLACE
- *	As RULE_ADD, but a rule with the same protocol, port range and prefix
- *	whose families intersect is replaced in one step: no new flow is
- *	lost or sent to the normal lookup in between. Creates the rule if
- *	there is none.
+ *	As RULE_ADD, but the rules with the same protocol, port range and
+ *	prefix whose families intersect the new rule's are replaced in one
+ *	step: no new flow is lost or sent to the normal lookup in between.
+ *	A rule is replaced whole, never split: a rule for both families
+ *	replaces one rule of each, and a rule for one family replaces all of
+ *	a rule for both, whose flows of the other family then go to the
+ *	normal lookup. The new rule takes the RULE_ID (and the counters) of
+ *	one of the rules it replaces. Creates the rule if there is none, as
+ *	RULE_ADD would: never ENOENT.
  * PORTDISPATCH_CMD_RULE_DEL
  *	Request: RULE_PROTO, RULE_PORT_MIN, [RULE_PORT_MAX], [RULE_FAMILY],
  *	[RULE_DST, RULE_DST_PLEN]. Deletes the rules with exactly this
@@ -80,10 +85,18 @@
  *
  * Events (multicast group "events")
  * ------
- * PORTDISPATCH_CMD_RULE_ADD_NTF, _RULE_REPLACE_NTF: the rule, as in a dump.
- * PORTDISPATCH_CMD_RULE_DEL_NTF: the rule and RULE_REASON (no other event
- * carries RULE_REASON).
- * PORTDISPATCH_CMD_FLUSH_NTF: RULE_COUNT, the number of rules removed.
+ * Rules are known by RULE_ID. A listener that applies the events in order
+ * to the table it started from holds the table a dump shows after them:
+ * PORTDISPATCH_CMD_RULE_ADD_NTF: a new rule, as in a dump, under a RULE_ID
+ *	no rule of the table has. A RULE_REPLACE that replaced nothing
+ *	sends this.
+ * PORTDISPATCH_CMD_RULE_REPLACE_NTF: the rule, as in a dump, that took
+ *	the place of the rule with its RULE_ID. Each other rule the same
+ *	RULE_REPLACE removed gets a RULE_DEL_NTF (reason REPLACED) first.
+ * PORTDISPATCH_CMD_RULE_DEL_NTF: the rule that left, and RULE_REASON (no
+ *	other event carries RULE_REASON).
+ * PORTDISPATCH_CMD_FLUSH_NTF: RULE_COUNT, the number of rules removed:
+ *	all of them.
  * A batch's events are sent when it commits, in the order of its commands.
  * An event has no reader to number a process for: its TARGET_PID is as the
  * process that added the rule numbered it (dumps use the reader's pid
@@ -118,8 +131,12 @@
 
 enum portdispatch_del_reason {
 	PORTDISPATCH_DEL_REASON_UNSPEC,
-	PORTDISPATCH_DEL_REASON_REQUEST,	/* RULE_DEL or a replaced batch */
+	PORTDISPATCH_DEL_REASON_REQUEST,	/* RULE_DEL, alone or in a batch */
 	PORTDISPATCH_DEL_REASON_SOCKET_CLOSED,	/* its target socket closed */
+	PORTDISPATCH_DEL_REASON_REPLACED,	/* a RULE_REPLACE took its place
+						 * and another rule's, and kept
+						 * the other's RULE_ID
+						 */
 };
 
 /* What a socket target is doing, as reported in dumps and events. */
