@@ -36,6 +36,10 @@ static void reason_names(const struct rule *r, const char **text,
 		*text = " (socket closed)";
 		*json = "socket_closed";
 		return;
+	case PORTDISPATCH_DEL_REASON_REPLACED:
+		*text = " (replaced)";
+		*json = "replaced";
+		return;
 	}
 	*text = "";
 	*json = NULL;
