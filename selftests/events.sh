@@ -51,6 +51,10 @@ test_sequence()
 	pc del tcp 80
 	printf 'add tcp 90 to port 9090\nadd tcp 91 to port 9091\n' > "$batch"
 	pc -b "$batch"
+	# One rule for both families takes the place of one rule for each.
+	pc -4 add tcp 70 to port 7070
+	pc -6 add tcp 70 to port 7071
+	pc replace tcp 70 to port 7072
 	pc flush
 	ip netns exec "$NS" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p 8080 > "$srv_out" &
 	pid=$!
@@ -64,16 +68,20 @@ test_sequence()
 
 	out=$(tail -n +$((skip_text + 1)) "$text")
 	printf '%s\n' "$out"
-	check_eq "$(printf '%s\n' "$out" | wc -l)" 9 "number of events"
+	check_eq "$(printf '%s\n' "$out" | wc -l)" 13 "number of events"
 	check_match "$(sed -n 1p <<< "$out")" '^added tcp 80 any -> port 8080$' "event 1"
 	check_match "$(sed -n 2p <<< "$out")" '^replaced tcp 80 any -> port 8081$' "event 2"
 	check_match "$(sed -n 3p <<< "$out")" '^added udp 53 ipv4 dst 127\.0\.0\.1/32 -> port 5353$' "event 3"
 	check_match "$(sed -n 4p <<< "$out")" '^deleted tcp 80 any -> port 8081 .*requested' "event 4"
 	check_match "$(sed -n 5p <<< "$out")" '^added tcp 90 any -> port 9090$' "event 5 (batch)"
 	check_match "$(sed -n 6p <<< "$out")" '^added tcp 91 any -> port 9091$' "event 6 (batch)"
-	check_match "$(sed -n 7p <<< "$out")" '^flushed 3 rules$' "event 7"
-	check_match "$(sed -n 8p <<< "$out")" "^added tcp 80 ipv4 -> pid $pid \\(pdsock\\) fd $fd 127\\.0\\.0\\.1:8080 listening$" "event 8"
-	check_match "$(sed -n 9p <<< "$out")" "^deleted tcp 80 ipv4 -> pid $pid \\(pdsock\\) fd $fd 127\\.0\\.0\\.1:8080 .*socket closed" "event 9"
+	check_match "$(sed -n 7p <<< "$out")" '^added tcp 70 ipv4 -> port 7070$' "event 7"
+	check_match "$(sed -n 8p <<< "$out")" '^added tcp 70 ipv6 -> port 7071$' "event 8"
+	check_match "$(sed -n 9p <<< "$out")" '^deleted tcp 70 ipv6 -> port 7071 \(replaced\)$' "event 9 (replace)"
+	check_match "$(sed -n 10p <<< "$out")" '^replaced tcp 70 any -> port 7072$' "event 10 (replace)"
+	check_match "$(sed -n 11p <<< "$out")" '^flushed 4 rules$' "event 11"
+	check_match "$(sed -n 12p <<< "$out")" "^added tcp 80 ipv4 -> pid $pid \\(pdsock\\) fd $fd 127\\.0\\.0\\.1:8080 listening$" "event 12"
+	check_match "$(sed -n 13p <<< "$out")" "^deleted tcp 80 ipv4 -> pid $pid \\(pdsock\\) fd $fd 127\\.0\\.0\\.1:8080 .*socket closed" "event 13"
 
 	tail -n +$((skip_json + 1)) "$json" | python3 -c '
 import json, sys
@@ -82,7 +90,9 @@ got = [(e["event"], e.get("reason"), e.get("rule") and e["rule"]["port_min"], e.
 want = [("added", None, 80, None), ("replaced", None, 80, None),
         ("added", None, 53, None), ("deleted", "requested", 80, None),
         ("added", None, 90, None), ("added", None, 91, None),
-        ("flushed", None, None, 3), ("added", None, 80, None),
+        ("added", None, 70, None), ("added", None, 70, None),
+        ("deleted", "replaced", 70, None), ("replaced", None, 70, None),
+        ("flushed", None, None, 4), ("added", None, 80, None),
         ("deleted", "socket_closed", 80, None)]
 if got != want:
     sys.exit(f"JSON events {got}, expected {want}")

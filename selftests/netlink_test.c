@@ -13,7 +13,8 @@
  *                 change that happened under them (NLM_F_DUMP_INTR)
  *   pd.batch_*    batches apply all or nothing, are private until COMMIT,
  *                 exclusive, and die with their socket
- *   pd.events     the "events" group tells exactly what happened
+ *   pd.events*    the "events" group tells exactly what happened: a
+ *                 listener that applies them ends with the table
  *   pd.permissions* without CAP_NET_ADMIN over the namespace's owner, every
  *                 command and the group are refused; a container's root
  *                 manages its own namespace
@@ -1420,6 +1421,235 @@ TEST_F_TIMEOUT(pd, events, 60)
 	EXPECT_FALSE(pdn_pending(&ev, 300)) TH_LOG("an event too many");
 	check_table(_metadata, nl, "tcp 1004 port 8005, udp 1005 port 8006",
 		    "at the end");
+	pdn_close(&ev);
+}
+
+/*
+ * A listener that applies the events in order to a copy of the table,
+ * rules known by RULE_ID, ends with the table a dump shows: a replace
+ * that takes the place of two rules (one per family) says so, and so does
+ * one of a rule for both families by a rule for one. The mirror holds
+ * each rule as its last event told it.
+ */
+struct mirror {
+	struct pdn_rule rules[16];
+	unsigned int count;
+};
+
+static int mirror_find(const struct mirror *m, uint32_t id)
+{
+	unsigned int i;
+
+	for (i = 0; i < m->count; i++)
+		if (m->rules[i].id == id)
+			return i;
+	return -1;
+}
+
+/* "id 3 tcp 1001-1001 to port 8001 ipv4": a rule with its family. */
+static const char *mirror_rule_str(const struct pdn_rule *r, char *buf,
+				   size_t len)
+{
+	size_t n;
+
+	pdn_rule_str(r, buf, len);
+	n = strlen(buf);
+	snprintf(buf + n, len - n, "%s", !PDN_HAS(r, R(FAMILY)) ? " any" :
+		 r->family == AF_INET ? " ipv4" : " ipv6");
+	return buf;
+}
+
+static const char *mirror_str(const struct pdn_rule *rules, unsigned int count,
+			      char *buf, size_t len)
+{
+	size_t n = 0;
+	unsigned int i;
+
+	buf[0] = '\0';
+	for (i = 0; i < count && n < len; i++) {
+		char s[96];
+
+		n += snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
+			      mirror_rule_str(&rules[i], s, sizeof(s)));
+	}
+	return buf;
+}
+
+/*
+ * Applies the events @ev holds to @m; they must be @want, in order
+ * ("add", "replace", "del:replaced", "flush"...). An event is sent
+ * before the ack of the change that caused it, so all of them are
+ * already there. Then the table, as a dump shows it, must be the mirror.
+ */
+static void mirror_sync(struct __test_metadata *_metadata, struct pdn *nl,
+			struct pdn *ev, struct mirror *m, const char *want,
+			const char *after)
+{
+	static const char *const reasons[] = {
+		[PORTDISPATCH_DEL_REASON_REQUEST] = "request",
+		[PORTDISPATCH_DEL_REASON_SOCKET_CLOSED] = "closed",
+		[PORTDISPATCH_DEL_REASON_REPLACED] = "replaced",
+	};
+	char got[256] = "", s[96], a[1024], b[1024];
+	struct pdn_dump d;
+	struct pdn_rule e;
+	unsigned int k;
+	size_t n = 0;
+	int i;
+
+	while (pdn_pending(ev, 0)) {
+		ASSERT_EQ(0, pdn_event(ev, 0, &e)) TH_LOG("after %s", after);
+		ASSERT_FALSE(e.malformed) TH_LOG("a malformed event after %s", after);
+		i = mirror_find(m, e.id);
+		switch (e.cmd) {
+		case PORTDISPATCH_CMD_RULE_ADD_NTF:
+			n += snprintf(got + n, sizeof(got) - n, " add");
+			ASSERT_EQ(-1, i)
+				TH_LOG("after %s: ADD_NTF of %s, whose id the mirror holds",
+				       after, mirror_rule_str(&e, s, sizeof(s)));
+			ASSERT_GT(ARRAY_SIZE(m->rules), m->count);
+			m->rules[m->count++] = e;
+			break;
+		case PORTDISPATCH_CMD_RULE_REPLACE_NTF:
+			n += snprintf(got + n, sizeof(got) - n, " replace");
+			ASSERT_LE(0, i)
+				TH_LOG("after %s: REPLACE_NTF of %s, whose id the mirror lacks",
+				       after, mirror_rule_str(&e, s, sizeof(s)));
+			m->rules[i] = e;
+			break;
+		case PORTDISPATCH_CMD_RULE_DEL_NTF:
+			ASSERT_TRUE(PDN_HAS(&e, R(REASON)))
+				TH_LOG("after %s: RULE_DEL_NTF without RULE_REASON", after);
+			n += snprintf(got + n, sizeof(got) - n, " del:%s",
+				      e.reason < ARRAY_SIZE(reasons) &&
+				      reasons[e.reason] ? reasons[e.reason] : "?");
+			ASSERT_LE(0, i)
+				TH_LOG("after %s: DEL_NTF of %s, whose id the mirror lacks",
+				       after, mirror_rule_str(&e, s, sizeof(s)));
+			m->rules[i] = m->rules[--m->count];
+			break;
+		case PORTDISPATCH_CMD_FLUSH_NTF:
+			n += snprintf(got + n, sizeof(got) - n, " flush");
+			EXPECT_EQ(m->count, e.count)
+				TH_LOG("after %s: FLUSH_NTF of %u rules, the mirror held %u",
+				       after, e.count, m->count);
+			m->count = 0;
+			break;
+		default:
+			ASSERT_TRUE(false) TH_LOG("after %s: event %u", after, e.cmd);
+		}
+		if (e.cmd != PORTDISPATCH_CMD_RULE_DEL_NTF)
+			EXPECT_FALSE(PDN_HAS(&e, R(REASON)))
+				TH_LOG("after %s: RULE_REASON in event %u", after, e.cmd);
+	}
+	EXPECT_STREQ(want, got[0] ? got + 1 : got)
+		TH_LOG("after %s: events [%s], expected [%s]", after,
+		       got[0] ? got + 1 : got, want);
+
+	ASSERT_EQ(0, pdn_dump(nl, &d)) TH_LOG("dump after %s: %s", after, d.msg);
+	mirror_str(d.rules, d.count, a, sizeof(a));
+	mirror_str(m->rules, m->count, b, sizeof(b));
+	EXPECT_EQ(d.count, m->count)
+		TH_LOG("after %s: the table is [%s], the events made [%s]",
+		       after, a, b);
+	for (k = 0; k < d.count; k++) {
+		i = mirror_find(m, d.rules[k].id);
+		EXPECT_TRUE(i >= 0 && pdn_rule_same(&d.rules[k], &m->rules[i]))
+			TH_LOG("after %s: the table is [%s], the events made [%s]",
+			       after, a, b);
+	}
+	pdn_dump_free(&d);
+}
+
+/* PROTO PORT to port TPORT, for @family only (0: every family). */
+static int rule_fam(struct pdn *n, uint8_t cmd, uint8_t proto, uint32_t port,
+		    uint8_t family, uint32_t tport, struct pdn_status *st)
+{
+	struct pdn_req r;
+
+	pdn_req_init(n, &r, cmd, 0);
+	pdn_rule_key(&r, proto, port, 0);
+	if (family)
+		pdn_put_u8(&r, PORTDISPATCH_A_RULE_FAMILY, family);
+	pdn_target_port(&r, tport);
+	return pdn_do(n, &r, st);
+}
+
+#define REPLACE	PORTDISPATCH_CMD_RULE_REPLACE
+
+TEST_F(pd, events_mirror_replaces)
+{
+	struct pdn *nl = &self->nl, ev;
+	struct mirror m = { .count = 0 };
+	struct pdn_status st;
+	struct pdn_dump d;
+	uint32_t id4;
+
+	open_nl(_metadata, &ev);
+	ASSERT_EQ(0, pdn_join_events(&ev)) TH_LOG("joining \"events\": %s",
+						  strerror(errno));
+
+	ASSERT_ACKED(rule_fam(nl, ADD, IPPROTO_TCP, 1001, AF_INET, 8001, &st),
+		     &st, "-4 add tcp 1001");
+	ASSERT_ACKED(rule_fam(nl, ADD, IPPROTO_TCP, 1001, AF_INET6, 8002, &st),
+		     &st, "-6 add tcp 1001");
+	mirror_sync(_metadata, nl, &ev, &m, "add add", "two adds");
+	id4 = m.rules[0].id;
+
+	/* One rule for both families takes the place of the two. */
+	ASSERT_ACKED(rule_fam(nl, REPLACE, IPPROTO_TCP, 1001, 0, 8003, &st),
+		     &st, "replace tcp 1001 over -4 and -6");
+	mirror_sync(_metadata, nl, &ev, &m, "del:replaced replace",
+		    "replace over -4 and -6");
+	ASSERT_EQ(0, pdn_dump(nl, &d));
+	ASSERT_EQ(1u, d.count);
+	EXPECT_EQ(id4, d.rules[0].id) TH_LOG("the first rule replaced keeps its id");
+	EXPECT_FALSE(PDN_HAS(&d.rules[0], R(FAMILY)));
+	pdn_dump_free(&d);
+
+	/* A rule for one family replaces all of one for both: no IPv6 half stays. */
+	ASSERT_ACKED(rule_fam(nl, REPLACE, IPPROTO_TCP, 1001, AF_INET, 8004, &st),
+		     &st, "-4 replace tcp 1001 over a rule for both");
+	mirror_sync(_metadata, nl, &ev, &m, "replace", "-4 replace over both");
+	check_table(_metadata, nl, "tcp 1001 port 8004", "after -4 replace");
+	EXPECT_EQ(AF_INET, m.rules[0].family);
+
+	/* Replacing nothing adds. */
+	ASSERT_ACKED(rule_fam(nl, REPLACE, IPPROTO_UDP, 2001, 0, 8005, &st),
+		     &st, "replace udp 2001, of no rule");
+	mirror_sync(_metadata, nl, &ev, &m, "add", "replace of no rule");
+
+	/* The same in a batch, over the batch's own rules too. */
+	ASSERT_ACKED(pdn_cmd(nl, BEGIN, &st), &st, "BATCH_BEGIN");
+	ASSERT_ACKED(rule_fam(nl, ADD, IPPROTO_TCP, 1001, AF_INET6, 8006, &st),
+		     &st, "batched -6 add tcp 1001");
+	ASSERT_ACKED(rule_fam(nl, REPLACE, IPPROTO_TCP, 1001, 0, 8007, &st),
+		     &st, "batched replace over -4 and the staged -6");
+	ASSERT_ACKED(rule_fam(nl, REPLACE, IPPROTO_TCP, 1001, AF_INET, 8008, &st),
+		     &st, "batched -4 replace over the staged rule for both");
+	ASSERT_ACKED(rule_fam(nl, ADD, IPPROTO_TCP, 1001, AF_INET6, 8009, &st),
+		     &st, "batched -6 add beside it");
+	ASSERT_ACKED(pdn_cmd(nl, COMMIT, &st), &st, "BATCH_COMMIT");
+	mirror_sync(_metadata, nl, &ev, &m, "add del:replaced replace replace add",
+		    "a batch of replaces");
+	check_table(_metadata, nl,
+		    "tcp 1001 port 8008, tcp 1001 port 8009, udp 2001 port 8005",
+		    "after the batch");
+
+	ASSERT_ACKED(pdn_cmd(nl, BEGIN, &st), &st, "BATCH_BEGIN");
+	ASSERT_ACKED(pdn_cmd(nl, PORTDISPATCH_CMD_FLUSH, &st), &st, "batched FLUSH");
+	ASSERT_ACKED(rule_fam(nl, ADD, IPPROTO_UDP, 2001, AF_INET, 8010, &st),
+		     &st, "batched -4 add udp 2001");
+	ASSERT_ACKED(rule_fam(nl, ADD, IPPROTO_UDP, 2001, AF_INET6, 8011, &st),
+		     &st, "batched -6 add udp 2001");
+	ASSERT_ACKED(rule_fam(nl, REPLACE, IPPROTO_UDP, 2001, 0, 8012, &st),
+		     &st, "batched replace over both staged rules");
+	ASSERT_ACKED(pdn_cmd(nl, COMMIT, &st), &st, "BATCH_COMMIT");
+	mirror_sync(_metadata, nl, &ev, &m, "flush add add del:replaced replace",
+		    "a flush and replaces in a batch");
+	check_table(_metadata, nl, "udp 2001 port 8012", "after the second batch");
+
+	EXPECT_FALSE(pdn_pending(&ev, 300)) TH_LOG("an event too many");
 	pdn_close(&ev);
 }
 
