@@ -183,6 +183,19 @@ run -j stats
 echo "$OUT" >"$WORK/stats.json"
 valid_json "stats -j fits the schema" "$WORK/stats.json"
 
+# listed PROTO PORT: the lines of list for that rule's key.
+listed() {
+	"$PORTCTL" list | grep "^$1 $2 "
+}
+expect_out "replace of no rule adds it" "" replace udp 82 to port 8082
+check "... as add would" [ "$(listed udp 82)" = "udp 82 any -> port 8082" ]
+expect_out "-4 replace over a rule for both families" "" -4 replace udp 82 to port 9082
+check "... replaces all of it: no IPv6 rule stays" [ "$(listed udp 82)" = "udp 82 ipv4 -> port 9082" ]
+expect_out "-6 add beside it" "" -6 add udp 82 to port 9083
+expect_out "replace over an IPv4 and an IPv6 rule" "" replace udp 82 to port 9084
+check "... leaves one rule for both" [ "$(listed udp 82)" = "udp 82 any -> port 9084" ]
+run del udp 82
+
 lap "$LINENO"
 # ---------------------------------------------------------------- errors
 
@@ -280,6 +293,10 @@ done
 "$PORTCTL" add tcp 80 to port 8080
 "$PORTCTL" replace tcp 80 to port 8081
 "$PORTCTL" del tcp 80
+"$PORTCTL" -4 add tcp 83 to port 8083
+"$PORTCTL" -6 add tcp 83 to port 8084
+"$PORTCTL" replace tcp 83 to port 8085
+"$PORTCTL" del tcp 83
 "$PORTCTL" add tcp 82 to pid "$LPID" fd "$A"
 kill "$LPID"
 wait "$LPID" 2>/dev/null
@@ -319,6 +336,11 @@ flushed 1 rule
 added tcp 80 any -> port 8080
 replaced tcp 80 any -> port 8081
 deleted tcp 80 any -> port 8081 (requested)
+added tcp 83 ipv4 -> port 8083
+added tcp 83 ipv6 -> port 8084
+deleted tcp 83 ipv6 -> port 8084 (replaced)
+replaced tcp 83 any -> port 8085
+deleted tcp 83 any -> port 8085 (requested)
 added tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 listening
 deleted tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 closed (socket closed)
 added tcp 83 any -> port 1
@@ -336,7 +358,9 @@ import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if "65535" not in l]
 got = [(e["event"], e.get("reason")) for e in ev]
 want = [("flushed", None), ("added", None), ("replaced", None),
-        ("deleted", "requested"), ("added", None), ("deleted", "socket_closed"),
+        ("deleted", "requested"), ("added", None), ("added", None),
+        ("deleted", "replaced"), ("replaced", None), ("deleted", "requested"),
+        ("added", None), ("deleted", "socket_closed"),
         ("added", None), ("deleted", "requested")]
 assert got == want, got
 assert ev[0]["count"] == 1, ev[0]' "$WORK/mon.json"
