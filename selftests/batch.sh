@@ -17,15 +17,24 @@ NS=
 
 pc() { ip netns exec "$NS" "$PORTCTL" "$@"; }
 
+# serve PORT [PDSOCK-ARGS...]: a server on 127.0.0.1:PORT; SRV_PID and
+# SRV_FD name its socket, SRV_OUT is what it prints.
+SRV_PID=
+SRV_FD=
+SRV_OUT=
+
 serve()
 {
-	local out
+	local port=$1
 
-	out=$(mktemp)
-	defer rm -f "$out"
-	ip netns exec "$NS" "$PD_BIN/pdsock" serve -b 127.0.0.1 -p "$1" > "$out" &
+	shift
+	SRV_OUT=$(mktemp)
+	defer rm -f "$SRV_OUT"
+	ip netns exec "$NS" "$PD_BIN/pdsock" serve "$@" -b 127.0.0.1 -p "$port" > "$SRV_OUT" &
 	defer kill $!
-	busywait "$START_MS" grep -q '^ready' "$out" || fail "server on $1 did not start"
+	busywait "$START_MS" grep -q '^ready' "$SRV_OUT" || fail "server on $port did not start"
+	SRV_PID=$(sed -n 's/^ready pid=\([0-9]*\).*/\1/p' "$SRV_OUT")
+	SRV_FD=$(sed -n 's/^ready.* fd=\([0-9]*\).*/\1/p' "$SRV_OUT")
 }
 
 # make_file FILE TARGET_PORT: flush, the ten steered ports, and fillers
@@ -156,8 +165,55 @@ test_save_whole_or_nothing()
 	check_eq "$(wc -c < "$saved")" 0 "bytes that save wrote"
 }
 
-ktap_plan 3
+# Sockets named by pid (and fd) in a file: portctl takes each one once,
+# however many lines name it, and a line the kernel refuses for its socket
+# is named, with nothing applied.
+test_socket_targets()
+{
+	local tpid tfd tout upid ufd f before
+
+	setup_ns NS
+	serve 8080
+	tpid=$SRV_PID tfd=$SRV_FD tout=$SRV_OUT
+	serve 5353 -u
+	upid=$SRV_PID ufd=$SRV_FD
+	pc add tcp 81 to port 9999
+	f=$(mktemp)
+	defer rm -f "$f"
+	{
+		echo "add tcp 80 to pid $tpid fd $tfd"
+		echo "replace tcp 81 to pid $tpid fd $tfd"
+		echo "add udp 53 to pid $upid"
+	} > "$f"
+	pc -b "$f"
+	check_eq "$(pc list)" "tcp 80 ipv4 -> pid $tpid (pdsock) fd $tfd 127.0.0.1:8080 listening
+tcp 81 ipv4 -> pid $tpid (pdsock) fd $tfd 127.0.0.1:8080 listening
+udp 53 ipv4 -> pid $upid (pdsock) fd $ufd 127.0.0.1:5353 bound" "the table the file made"
+	expect_status 0 ip netns exec "$NS" "$PD_BIN/pdsock" connect -a 127.0.0.1 -p 81
+	busywait 5000 grep -q '^accept local=127\.0\.0\.1:81 ' "$tout" ||
+		fail "the connection to port 81 did not reach the socket the file named"
+
+	# The kernel refuses line 3: a TCP socket for a UDP rule.
+	before=$(pc list)
+	{
+		echo "del tcp 80"
+		echo "add udp 54 to pid $upid fd $ufd"
+		echo "add udp 55 to pid $tpid fd $tfd"
+	} > "$f"
+	expect_status 1 pc -b "$f"
+	check_match "$out" "^$f:3: fd $tfd of process $tpid is TCP, the rule is UDP\\.$" "the refusal"
+	check_eq "$(pc list)" "$before" "the table after the refused file"
+
+	# portctl cannot take line 2's socket: nothing is sent.
+	printf 'del tcp 80\nadd tcp 90 to pid 4194304 fd 3\n' > "$f"
+	expect_status 1 pc -b "$f"
+	check_match "$out" "^$f:2: no process with pid 4194304" "the refusal"
+	check_eq "$(pc list)" "$before" "the table after a file naming no process"
+}
+
+ktap_plan 4
 run_test "no connection meets a half-applied batch file" test_no_half_applied_table
 run_test "a file with a failing line changes nothing" test_failing_file_changes_nothing
 run_test "save writes the whole table or nothing" test_save_whole_or_nothing
+run_test "a file's socket targets apply, or name their line" test_socket_targets
 ktap_finish
