@@ -399,12 +399,17 @@ test_ns_limit()
 	refused "$A" "this namespace's table is full \\(max_rules=3\\)" replace tcp 4 to port 8080
 	# Replacing a rule of a full table adds none.
 	pcn "$A" replace tcp 1 to port 8081 > /dev/null
+	# B's rule and the file's first two adds fill B; a replace in the
+	# full table takes no room, the add after it fails, and B's table
+	# stays as it was (refused checks it).
+	pcn "$B" add udp 9 to port 8080
 	f=$(mktemp)
 	defer rm -f "$f"
-	printf 'add tcp %s to port 8080\n' 11 12 13 14 > "$f"
+	printf '%s\n' "add tcp 11 to port 8080" "add tcp 12 to port 8080" \
+		"replace udp 9 to port 8081" "add tcp 13 to port 8080" > "$f"
 	refused "$B" "this namespace's table is full \\(max_rules=3\\)" -b "$f"
 	check_match "$out" "^$f:4: " "the batch's error names its file and line"
-	check_eq "$(ns_rules "$B")" 0 "rules in B after the refused batch"
+	check_eq "$(ns_rules "$B")" 1 "rules in B after the refused batch"
 	# The limit is the namespace's: B holds as many as A.
 	sed -i '$d' "$f"
 	pcn "$B" -b "$f"
