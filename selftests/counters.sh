@@ -188,7 +188,7 @@ import os, socket, sys
 first, n, rounds = map(int, sys.argv[1:4])
 r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 r.bind(("127.0.0.1", 5353))
-r.settimeout(5)
+r.settimeout(5 * int(os.environ.get("PD_TIME_SCALE", "1")))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 cpus = sorted(os.sched_getaffinity(0))
 for rnd in range(rounds):

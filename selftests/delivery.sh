@@ -71,10 +71,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/ns_lib.sh"
 
-# The debug kernel runs everything about three times slower.
-slow=1
-[ "${KSFT_MACHINE_SLOW:-}" = yes ] && slow=3
-
 # How long a namespace keeps its hooks after it last needed them.
 LINGER_MS=2000
 
@@ -86,7 +82,7 @@ nsexec() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # lines matching REGEX, waited for.
 accepted()
 {
-	busywait $((5000 * slow)) _has_count "$1" "$2" "${3:-1}" ||
+	busywait 5000 _has_count "$1" "$2" "${3:-1}" ||
 		fail "the server did not report ${3:-1} x /$2/; it said: $(tr '\n' ';' < "$1")"
 }
 
@@ -128,7 +124,7 @@ connect_ok()
 	local ns=$1 a=$2 p=$3 re="^connected .* peer=\\[?$2\\]?:$3\$"
 
 	shift 3
-	expect_status 0 nsexec "$ns" "$PD_BIN/pdsock" connect -w $((2000 * slow)) -a "$a" -p "$p" "$@"
+	expect_status 0 nsexec "$ns" "$PD_BIN/pdsock" connect -w $((2000 * PD_TIME_SCALE)) -a "$a" -p "$p" "$@"
 	[[ $out =~ $re ]] || fail "connection from $ns to $a port $p: $out"
 }
 
@@ -429,7 +425,7 @@ test_bcast_mcast_untouched()
 # kernel (and up to a second on the others, with guests beside them).
 
 # How long nft -i may take to answer, in seconds.
-NFT_WAIT=$((20 * slow))
+NFT_WAIT=$((20 * PD_TIME_SCALE))
 
 # nft_start NS: the interactive nft in NS, as coprocess NFT. The namespace
 # gets an nft table, pd_end, with one base chain (a hook of nf_tables at
@@ -637,7 +633,7 @@ test_hooks_linger()
 	t2=${EPOCHREALTIME/./}
 	ours_present "$(((t2 - t1) / 1000)) ms after flush"
 
-	busywait $(((LINGER_MS + 3000) * slow)) _ours_gone ||
+	busywait $((LINGER_MS + 3000)) _ours_gone ||
 		fail "hooks still there $(((${EPOCHREALTIME/./} - t1) / 1000)) ms after flush: $HOOKS_RAW"
 	gone=$(((${EPOCHREALTIME/./} - t0) / 1000))
 	echo "hooks gone ${gone} ms after the flush began"

@@ -30,10 +30,15 @@
 #define LO6	"::1"
 #define OUTLEN	4096
 
-/* Long enough for a guest under TCG; only a broken case waits this long. */
-#define WAIT_MS		3000
+/*
+ * Bounds on Debian's kernels, scaled to this one (pd_ms()). Long enough
+ * for a guest under TCG; only a broken case waits this long.
+ */
+#define WAIT_MS		pd_ms(3000)
+/* How long to watch for what must not come. */
+#define QUIET_MS	pd_ms(300)
 /* How soon a rule whose socket is gone must leave the table and the list. */
-#define GONE_MS		1000
+#define GONE_MS		pd_ms(1000)
 
 /* "127.0.0.1:80", "[::1]:80", "[::ffff:127.0.0.1]:80". */
 static const char *fmt_ss(const struct sockaddr_storage *ss, char *buf,
@@ -673,7 +678,7 @@ TEST_F(fam, fragmented_udp_steered_whole)
 		TH_LOG("the reassembled datagram differs from what was sent");
 	hostport(variant->family, variant->lo, 53, want, sizeof(want));
 	ASSERT_STREQ(want, orig);
-	n = udp_recv(u, 300, buf, sizeof(buf), NULL, 0);
+	n = udp_recv(u, QUIET_MS, buf, sizeof(buf), NULL, 0);
 	ASSERT_EQ(-1, n) TH_LOG("a second datagram (%zd bytes) reached the target",
 				n);
 	close(u);
@@ -969,7 +974,7 @@ TEST_F(ns, exited_owner_stops_at_once)
 	close(ready[1]);
 	close(go[0]);
 
-	ASSERT_TRUE(pd_readable(ready[0], 10 * 1000))
+	ASSERT_TRUE(pd_readable(ready[0], pd_ms(10 * 1000)))
 		TH_LOG("the child did not report");
 	ASSERT_EQ(1, read(ready[0], &rc, 1));
 	ASSERT_EQ(0, rc) TH_LOG("child: listen or portctl add failed (%d)", rc);
@@ -1168,7 +1173,7 @@ TEST_F(ns, broadcast_not_steered)
 		TH_LOG("the broadcast was steered to the target");
 	ASSERT_EQ(6, n);
 	ASSERT_EQ(0, memcmp(buf, "marker", 6));
-	n = udp_recv(t, 200, buf, sizeof(buf), NULL, 0);
+	n = udp_recv(t, QUIET_MS, buf, sizeof(buf), NULL, 0);
 	ASSERT_EQ(-1, n) TH_LOG("the target got %zd more bytes", n);
 	close(any);
 	close(t);

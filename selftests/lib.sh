@@ -154,15 +154,31 @@ expect_status()
 # each program, a test that wants to name the culprit itself checks too.
 KERNEL_COMPLAINTS='WARNING:|BUG:|Oops|refcount_t:|KASAN:|UBSAN:|possible circular locking|possible recursive locking|suspicious RCU usage|inconsistent lock state|DEBUG_LOCKS_WARN|general protection fault|Call Trace|list_(add|del) corruption|sleeping function called from invalid context|scheduling while atomic|kmemleak:'
 
-# How long a process a test starts may take to say it is ready: python
-# under the debug kernel, with another guest beside it, takes seconds.
+# PD_TIME_SCALE: the one factor of every time bound in the tests. Bounds
+# are written for Debian's kernels; the debug kernel (KASAN, lockdep,
+# kmemleak) runs everything about three times slower. selftests/run exports
+# it (and KSFT_MACHINE_SLOW, which tells the tests that load tens of
+# thousands of rules to load fewer); a test run alone works both out the
+# same way. busywait scales its own bound; any other bound is written
+# $((MS * PD_TIME_SCALE)).
+if [ -z "${PD_TIME_SCALE:-}" ]; then
+	case $(uname -r) in
+	*-debug) PD_TIME_SCALE=3; export KSFT_MACHINE_SLOW=yes ;;
+	*) PD_TIME_SCALE=1 ;;
+	esac
+fi
+export PD_TIME_SCALE
+
+# How long a process a test starts may take to say it is ready: python,
+# with another guest beside it, takes seconds.
 START_MS=20000
 
 # busywait TIMEOUT_MS CMD...: until CMD succeeds; 1 if it never did.
+# TIMEOUT_MS is the bound on Debian's kernels, times PD_TIME_SCALE here.
 # Guests run under TCG, where every fork costs: the clock is bash's own.
 busywait()
 {
-	local deadline=$((${EPOCHREALTIME/./} / 1000 + $1))
+	local deadline=$((${EPOCHREALTIME/./} / 1000 + $1 * PD_TIME_SCALE))
 
 	shift
 	until "$@"; do

@@ -28,13 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pd_test.h"
+
 /* A dump datagram is at most 32 KiB; leave room. */
 #define PDN_RX_SIZE	(64 * 1024)
 #define PDN_REQ_SIZE	1024
 /* Attribute types whose place in a request is remembered. */
 #define PDN_NTYPES	256
-/* How long an answer to a request may take under TCG. */
-#define PDN_TIMEOUT_MS	10000
+/* How long an answer to a request may take under TCG, on this kernel. */
+#define PDN_TIMEOUT_MS	pd_ms(10000)
 
 /* One generic netlink socket of the test. */
 struct pdn {

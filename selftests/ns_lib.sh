@@ -171,11 +171,12 @@ while True:
 # Run it as: python3 -c "$PY_CHATTER" ADDR PORT [ADDR PORT...]
 # shellcheck disable=SC2034
 PY_CHATTER='
-import socket, sys, time
+import os, socket, sys, time
+scale = int(os.environ.get("PD_TIME_SCALE", "1"))
 conns = []
 args = sys.argv[1:]
 for i in range(0, len(args), 2):
-    c = socket.create_connection((args[i], int(args[i + 1])), timeout=10)
+    c = socket.create_connection((args[i], int(args[i + 1])), timeout=10 * scale)
     conns.append(c)
     l, p = c.getsockname(), c.getpeername()
     print("open local=%s:%d peer=%s:%d" % (l[0], l[1], p[0], p[1]),

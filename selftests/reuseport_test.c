@@ -39,7 +39,7 @@
 #define FLOWS		16	/* source ports SPORT_BASE and up */
 #define MEMBERS		4	/* without a program: more to spread over */
 #define BPF_MEMBERS	2	/* the program picks by one bit */
-#define WAIT_MS		3000
+#define WAIT_MS		pd_ms(3000)	/* scaled to this kernel */
 
 FIXTURE(rp) {
 	int m[MEMBERS];		/* the group, in order of binding */
@@ -158,7 +158,7 @@ static int client(const FIXTURE_VARIANT(rp) *v, int sport)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = pd_sockaddr(v->family, v->lo, sport, &ss);
-	struct timeval tv = { .tv_sec = 2 };
+	struct timeval tv = { .tv_sec = pd_ms(2000) / 1000 };
 	int fd = socket(v->family, v->type, 0), one = 1, err;
 
 	if (fd < 0)

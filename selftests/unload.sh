@@ -40,6 +40,7 @@
 PY_TENANT='
 import os, selectors, socket, sys, threading, time
 go = sys.argv[1]
+scale = int(os.environ.get("PD_TIME_SCALE", "1"))
 lock = threading.Lock()
 def say(s):
     with lock:
@@ -60,7 +61,7 @@ def knock():
     while True:
         for port in (80, 81):
             s = socket.socket()
-            s.settimeout(5)
+            s.settimeout(5 * scale)
             s.bind(("127.0.0.2", 0))
             try:
                 s.connect(("127.0.0.1", port))
@@ -80,7 +81,7 @@ def talk():
         time.sleep(0.05)
     conns = []
     for port in (80, 81):
-        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c = socket.create_connection(("127.0.0.1", port), timeout=10 * scale)
         conns.append(c)
         say("open local=%s peer=%s" % (addr(c.getsockname()), addr(c.getpeername())))
     threading.Thread(target=knock, daemon=True).start()
