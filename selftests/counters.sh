@@ -13,6 +13,7 @@
 # every datagram that no connected socket owns is a new flow.
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/ns_lib.sh"
 
 NS=
 
@@ -140,16 +141,43 @@ test_undeliverable()
 	check_eq "$(rule_stat 81 steered)" 0 "steered with nothing on the target port"
 }
 
+# UDP has no flow state in the module: every datagram that no connected
+# socket owns is a new flow, steered and counted on its own, however many
+# come on one 4-tuple. Three clients, each a connected socket sending four
+# datagrams: twelve datagrams on three 4-tuples count twelve, not three.
 test_udp_counts_datagrams()
 {
-	setup
-	serve -u -b 127.0.0.1 -p 5353
+	local flows=3 per=4 h0 i line peer
+	local re='^recv local=127\.0\.0\.1:53 peer=(127\.0\.0\.1:[0-9]+) '
+	local -A got=()
+
+	setup_ns NS
+	ns_server dns "$NS" -u -b 127.0.0.1 -p 5353
 	pc add udp 53 to port 5353
-	for i in 1 2 3 4 5; do
-		connect -u -a 127.0.0.1 -p 53 -w 100 > /dev/null
+	h0=$(ns_stat hits)
+	for ((i = 0; i < flows; i++)); do
+		connect -u -a 127.0.0.1 -p 53 -n "$per" -w 0 > /dev/null
 	done
-	check_eq "$(rule_stat 53 steered)" 5 "steered after five datagrams"
-	check_eq "$(rule_stat 53 undeliverable)" 0 "undeliverable after five steered datagrams"
+	busywait 5000 has_count "$dns_out" '^recv ' $((flows * per)) ||
+		fail "the target got $REPLY of $((flows * per)) datagrams"
+
+	# Every datagram reached port 53, each flow's from one source port.
+	count_lines "$dns_out" "$re"
+	check_eq "$REPLY" $((flows * per)) "datagrams to port 53 the target got"
+	while IFS= read -r line; do
+		[[ $line =~ $re ]] || continue
+		peer=${BASH_REMATCH[1]}
+		got[$peer]=$((${got[$peer]:-0} + 1))
+	done < "$dns_out"
+	check_eq "${#got[@]}" "$flows" "4-tuples the datagrams came on"
+	for peer in "${!got[@]}"; do
+		check_eq "${got[$peer]}" "$per" "datagrams on the 4-tuple of $peer"
+	done
+
+	check_eq "$(rule_stat 53 steered)" $((flows * per)) \
+		"steered after $per datagrams on each of $flows 4-tuples"
+	check_eq "$(rule_stat 53 undeliverable)" 0 "undeliverable after steered datagrams"
+	check_eq "$(ns_stat hits)" $((h0 + flows * per)) "hits after $((flows * per)) datagrams"
 }
 
 test_replace_keeps_counters()
@@ -221,7 +249,7 @@ run_test "traffic to an uncovered port moves misses and lookups only" test_miss_
 run_test "steered counts connections, hits count packets" test_steered_counts_flows_not_packets
 run_test "packets of an established steered flow are hits, not new steering" test_established_packets_are_hits_only
 run_test "a flow the target cannot take is undeliverable" test_undeliverable
-run_test "every UDP datagram handed over is a steered flow" test_udp_counts_datagrams
+run_test "every UDP datagram handed over is a steered flow, several on one 4-tuple too" test_udp_counts_datagrams
 run_test "replace carries the rule's counters on" test_replace_keeps_counters
 run_test "counts stay exact when many rules share the CPUs' counter slots" test_counts_exact_with_shared_slots
 ktap_finish

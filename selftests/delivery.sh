@@ -82,14 +82,8 @@ nsexec() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # lines matching REGEX, waited for.
 accepted()
 {
-	busywait 5000 _has_count "$1" "$2" "${3:-1}" ||
+	busywait 5000 has_count "$1" "$2" "${3:-1}" ||
 		fail "the server did not report ${3:-1} x /$2/; it said: $(tr '\n' ';' < "$1")"
-}
-
-_has_count()
-{
-	count_lines "$1" "$2"
-	[ "$REPLY" -ge "$3" ]
 }
 
 # lines_are FILE REGEX COUNT WHAT: exactly COUNT lines of FILE match.

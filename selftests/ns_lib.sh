@@ -74,6 +74,14 @@ count_lines()
 	REPLY=$n
 }
 
+# has_count FILE REGEX N: at least N lines of FILE match REGEX (how many
+# in $REPLY).
+has_count()
+{
+	count_lines "$1" "$2"
+	[ "$REPLY" -ge "$3" ]
+}
+
 # new_file: a fresh file name in the test's own directory, in $REPLY. The
 # directory goes when the test ends.
 new_file()

@@ -11,12 +11,13 @@
  *	-V sets IPV6_V6ONLY, -r SO_REUSEPORT, -k keeps connections open (the
  *	server reads and drops what they send). Exits after COUNT (default:
  *	never).
- *   pdsock connect [-6] [-u] -a ADDR -p PORT [-s SIZE] [-w MS]
+ *   pdsock connect [-6] [-u] -a ADDR -p PORT [-s SIZE] [-n COUNT] [-w MS]
  *	TCP: connect, print "connected local=... peer=...", exit 0; a refused
  *	connection prints "refused" and exits 3, a timeout exits 4.
- *	UDP: send SIZE bytes (default 16) from a connected socket and wait for
- *	a reply or an error: "replied", "refused" (ICMP unreachable, exit 3),
- *	or "sent" when nothing came back (exit 0).
+ *	UDP: send COUNT datagrams (default 1) of SIZE bytes (default 16) from
+ *	one connected socket, so all on one 4-tuple, and wait for a reply or
+ *	an error: "replied", "refused" (ICMP unreachable, exit 3), or "sent"
+ *	when nothing came back (exit 0).
  *
  * Lines are flushed as they are written: the tests read them from pipes.
  */
@@ -246,8 +247,9 @@ static int connect_to(const struct opts *o)
 		return 0;
 	}
 
-	if (send(fd, buf, o->size, 0) < 0)
-		die("send");
+	for (long n = 0; n < (o->count > 0 ? o->count : 1); n++)
+		if (send(fd, buf, o->size, 0) < 0)
+			die("send");
 	if (wait_readable(fd, o->wait_ms) <= 0) {
 		puts("sent");
 		return 0;
