@@ -9,9 +9,13 @@
 #
 # Files A and B each flush the table and add the ten rules back, among
 # thousands of others, so applying one takes a while: a client that ever
-# met the table between the flush and the adds would be refused.
+# met the table between the flush and the adds would be refused. The
+# client connects without a pause from before the first swap to after the
+# last, and counts the connections that lay wholly within the swaps: too
+# few, and the test proves nothing, so it fails.
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/ns_lib.sh"
 
 NS=
 
@@ -58,49 +62,85 @@ make_file()
 	} > "$1"
 }
 
-# A client that connects to 80..89 round robin until told to stop, and
-# reports how many connections succeeded and how many did not.
+# client BEGIN END: connect to 80..89 round robin, one connection after
+# the other, from the start until file END exists; print "ready" after
+# the first connection, "port P: ERROR" for the first five that failed,
+# and at the end "ok OK bad BAD window W": W connections lay wholly in
+# the swap window, begun after BEGIN existed and over before END did.
 client()
 {
 	ip netns exec "$NS" python3 -c '
-import os, socket, sys, time
-ok = bad = 0
+import os, socket, sys
+begin, end = sys.argv[1:3]
+timeout = 2 * int(os.environ.get("PD_TIME_SCALE", "1"))
+ok = bad = window = 0
 port = 80
-while not os.path.exists(sys.argv[1]):
+while True:
+    started_in = os.path.exists(begin)
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         s.close()
         ok += 1
     except OSError as e:
         bad += 1
-        print(f"port {port}: {e}", flush=True)
+        if bad <= 5:
+            print(f"port {port}: {e}", flush=True)
+    over = os.path.exists(end)
+    if started_in and not over:
+        window += 1
+    if ok + bad == 1:
+        print("ready", flush=True)
+    if over:
+        break
     port = 80 + (port - 79) % 10
-print(f"ok {ok} bad {bad}", flush=True)' "$1"
+print(f"ok {ok} bad {bad} window {window}", flush=True)' "$1" "$2"
 }
+
+# Swaps in the window (alternately file B and file A), and the
+# connections that must lie wholly within it: a couple a swap, so that
+# the client was seen connecting while the table changed under it.
+SWAPS=10
+MIN_WINDOW=$((2 * SWAPS))
 
 test_no_half_applied_table()
 {
-	local a b stop result i
+	local a b begin end result i re nb
 
 	setup_ns NS
-	serve 8080
-	serve 9090
-	a=$(mktemp) b=$(mktemp) stop=$(mktemp -u) result=$(mktemp)
-	defer rm -f "$a" "$b" "$stop" "$result"
+	ns_server srv_a "$NS" -b 127.0.0.1 -p 8080
+	ns_server srv_b "$NS" -b 127.0.0.1 -p 9090
+	new_file; a=$REPLY
+	new_file; b=$REPLY
+	new_file; begin=$REPLY
+	new_file; end=$REPLY
+	new_file; result=$REPLY
 	make_file "$a" 8080
 	make_file "$b" 9090
 	pc -b "$a"
 
-	client "$stop" > "$result" &
+	client "$begin" "$end" > "$result" &
 	defer kill $!
-	for i in 1 2 3 4 5; do
+	wait_line "$result" '^ready$' "$START_MS" ||
+		fail "the client did not start: $(cat "$result")"
+	touch "$begin"
+	for ((i = 0; i < SWAPS / 2; i++)); do
 		pc -b "$b"
 		pc -b "$a"
 	done
-	touch "$stop"
-	busywait 10000 grep -q '^ok ' "$result" || fail "the client did not finish"
+	touch "$end"
+	wait_line "$result" '^ok ' 10000 || fail "the client did not finish: $(cat "$result")"
 	cat "$result"
-	check_match "$(tail -n 1 "$result")" '^ok [1-9][0-9]* bad 0$' "connections while batches swapped the table"
+	count_lines "$srv_b_out" '^accept '
+	nb=$REPLY
+	echo "file B's target accepted $nb connections"
+
+	re='^ok [0-9]+ bad ([0-9]+) window ([0-9]+)$'
+	has_line "$result" "$re" || fail "the client's last word: $(tail -n 1 "$result")"
+	check_eq "${BASH_REMATCH[1]}" 0 "connections that met a half-applied table"
+	[ "${BASH_REMATCH[2]}" -ge "$MIN_WINDOW" ] ||
+		fail "only ${BASH_REMATCH[2]} connections lay within the $SWAPS swaps, expected $MIN_WINDOW or more"
+	# File B's table, which only the swaps put in, served the client.
+	[ "$nb" -gt 0 ] || fail "no connection reached file B's target"
 }
 
 test_failing_file_changes_nothing()
@@ -108,7 +148,7 @@ test_failing_file_changes_nothing()
 	local f before
 
 	setup_ns NS
-	serve 8080
+	ns_server srv "$NS" -b 127.0.0.1 -p 8080
 	pc add tcp 80 to port 8080
 	pc add udp 53 to port 5353
 	before=$(pc list)
