@@ -8,27 +8,31 @@
 #   a target socket closes            -->  reaper  --events-->  monitor
 
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/ns_lib.sh"
 
 NS=
 
 pc() { ip netns exec "$NS" "$PORTCTL" "$@"; }
 
 # Events sent before a monitor subscribed are not for it: poke the table
-# until both monitors have heard something, then start from there.
+# until both monitors have heard something. Then the probe rule's
+# deletion marks the end of the probing: a monitor prints events in
+# order, so once both printed it, nothing of the probing is left to come,
+# and the test starts from there.
 wait_subscribed()
 {
-	local i
+	busywait 10000 _both_heard "$1" "$2" || fail "the monitors heard nothing"
+	pc del tcp 1
+	wait_line "$1" '^deleted tcp 1 any -> port 2 ' 3000 ||
+		fail "the text monitor did not print the probe's deletion: $(cat "$1")"
+	wait_line "$2" '^\{"event":"deleted",.*"port_min":1,' 3000 ||
+		fail "the JSON monitor did not print the probe's deletion: $(cat "$2")"
+}
 
-	for i in $(seq 100); do
-		pc add tcp 1 to port 2
-		pc del tcp 1
-		if [ -s "$1" ] && [ -s "$2" ]; then
-			sleep 0.5
-			return 0
-		fi
-		sleep 0.1
-	done
-	fail "the monitors heard nothing"
+_both_heard()
+{
+	pc replace tcp 1 to port 2
+	[ -s "$1" ] && [ -s "$2" ]
 }
 
 test_sequence()

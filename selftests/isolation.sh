@@ -312,6 +312,20 @@ test_other_namespace_answers()
 
 # ---- test B: an idle batch is dropped ------------------------------------
 
+# batch_dropped: until pdnl's idle batch is dropped, which lets another
+# socket change the table again (the probe leaves no rule behind); for
+# three times batch_idle_ms at most.
+batch_dropped()
+{
+	busywait 1500 _admitted ||
+		fail "a batch idle for 1500 ms still kept other writers out: $(pc add tcp 3999 to port 1 2>&1)"
+}
+
+_admitted()
+{
+	pc add tcp 3999 to port 1 > /dev/null 2>&1 && pc del tcp 3999
+}
+
 test_idle_batch_dropped()
 {
 	local other i
@@ -320,11 +334,11 @@ test_idle_batch_dropped()
 	set_param batch_idle_ms 500
 	nl_start "$NS"
 
-	# A batch whose owner falls silent for three times batch_idle_ms.
+	# A batch whose owner falls silent: within three times batch_idle_ms,
+	# another socket is not kept out.
 	nl_ok begin
 	nl_ok add tcp 1000 8000
-	sleep 1.5
-	# Over already: another socket is not kept out.
+	batch_dropped
 	pc add tcp 3000 to port 3001
 	nl commit
 	check_eq "$reply" "error ETIMEDOUT the batch was dropped after 500 ms idle: nothing in it was applied" \
@@ -340,7 +354,7 @@ test_idle_batch_dropped()
 	# the batch itself.
 	nl_ok begin
 	nl_ok add tcp 1002 8002
-	sleep 1.5
+	batch_dropped
 	nl add tcp 1003 8003
 	check_eq "$reply" "error ETIMEDOUT the batch was dropped after 500 ms idle: nothing in it was applied" \
 		"an add after the batch was dropped"
@@ -360,8 +374,8 @@ test_idle_batch_dropped()
 	# first's, whose next add is still refused, not applied alone.
 	nl_ok begin
 	nl_ok add tcp 1004 8004
-	sleep 1.5
-	other=$(printf '%s\n' begin 'add tcp 1005 8005' 'sleep 1500' commit |
+	batch_dropped
+	other=$(printf '%s\n' begin 'add tcp 1005 8005' "sleep $((1500 * PD_TIME_SCALE))" commit |
 		ip netns exec "$NS" "$PD_BIN/pdnl" 2>&1)
 	echo "another socket's batch: $other"
 	check_match "$other" 'error ETIMEDOUT the batch was dropped' \

@@ -43,6 +43,11 @@ ip link set lo up || skip_all "cannot bring lo up"
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
+# Every wait below is a poll with a bound; the bounds are for Debian's
+# kernels, times PD_TIME_SCALE (selftests/run sets it: 3 on the debug
+# kernel).
+SCALE=${PD_TIME_SCALE:-1}
+
 # Found, not imported: the import alone takes seconds in a guest, and
 # check_json imports it once at the end.
 HAVE_SCHEMA=
@@ -114,7 +119,7 @@ PY
 	LPID=$!
 	CHILDREN+=("$LPID")
 	local i
-	for i in $(seq 200); do
+	for i in $(seq $((200 * SCALE))); do
 		[ -s "$WORK/listen" ] && break
 		sleep 0.1
 	done
@@ -283,7 +288,7 @@ MONJ=$!
 MON=$!
 CHILDREN+=("$MONJ" "$MON")
 # Subscribed once a probe rule shows up in both.
-for i in $(seq 100); do
+for i in $(seq $((100 * SCALE))); do
 	"$PORTCTL" replace tcp 65535 to port 1
 	grep -q '"port_min":65535' "$WORK/mon.json" 2>/dev/null &&
 		grep -q 'tcp 65535' "$WORK/mon.txt" 2>/dev/null && break
@@ -300,7 +305,7 @@ done
 "$PORTCTL" add tcp 82 to pid "$LPID" fd "$A"
 kill "$LPID"
 wait "$LPID" 2>/dev/null
-for i in $(seq 100); do
+for i in $(seq $((100 * SCALE))); do
 	grep -q 'socket closed' "$WORK/mon.txt" &&
 		grep -q 'socket_closed' "$WORK/mon.json" && break
 	sleep 0.1
@@ -315,7 +320,7 @@ stopped() {
 	read -r _ _ state _ <"/proc/$1/stat" && [ "$state" = T ]
 }
 kill -STOP "$MONJ" "$MON"
-for i in $(seq 100); do
+for i in $(seq $((100 * SCALE))); do
 	stopped "$MONJ" && stopped "$MON" && break
 	sleep 0.05
 done
