@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
+# shellcheck disable=SC2154 # spawn_server sets VAR_pid, VAR_fd and VAR_out
 # A batch file applies whole or not at all, and no packet ever sees it
 # half applied; save writes the whole table or nothing. In one namespace,
 # over loopback:

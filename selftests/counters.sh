@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
+# shellcheck disable=SC2154 # spawn_server sets VAR_pid, VAR_fd and VAR_out
 # Counters move when, and only when, they should. In one namespace, over
 # loopback:
 #
