@@ -175,9 +175,9 @@ slow_save()
 		-e inject=recvmsg:delay_exit=50000 "$PORTCTL" save
 }
 
-# save's file starts with flush, so a part of the table would delete the
-# rest when loaded: a dump that a change interrupted (NLM_F_DUMP_INTR) is
-# read again, and if every one was, save writes nothing. Here strace holds
+# A part of the table, loaded at boot, would silently lack the rest of
+# the rules: a dump that a change interrupted (NLM_F_DUMP_INTR) is read
+# again, and if every one was, save writes nothing. Here strace holds
 # each of save's reads for 50 ms while pdnl changes the table without a
 # pause, so that a change comes between the datagrams of every dump.
 test_save_whole_or_nothing()
@@ -195,7 +195,7 @@ test_save_whole_or_nothing()
 	pc -b "$f"
 
 	slow_save > "$saved"
-	check_eq "$(grep -c '^add udp' "$saved")" 1000 "rules saved from a still table"
+	check_eq "$(grep -c '^replace udp' "$saved")" 1000 "rules saved from a still table"
 
 	yes $'add tcp 2 2\ndel tcp 2' | ip netns exec "$NS" "$PD_BIN/pdnl" > "$changes" &
 	defer kill $!

@@ -65,10 +65,12 @@ static const struct command commands[] = {
 	{ "save", cmd_save, NO_ARGUMENTS,
 	  "print the table as a file that \"portctl -b\" loads",
 	  "portctl save > FILE\n"
-	  "Loading FILE (portctl -b FILE) makes the table what was saved: it\n"
-	  "flushes the table first. Socket targets cannot be restored (pids and\n"
-	  "fds do not survive a restart): they are written as comments. Writes\n"
-	  "the whole table or nothing.\n" },
+	  "Loading FILE (portctl -b FILE) replaces the rules it names and leaves\n"
+	  "the others alone: it changes nothing on the table it came from, and\n"
+	  "makes the saved rules on an empty one; put \"flush\" first to make the\n"
+	  "table exactly FILE. Socket targets cannot be restored (pids and fds do\n"
+	  "not survive a restart): they are written as comments. Writes the\n"
+	  "whole table or nothing.\n" },
 	{ "help", NULL, 0,
 	  "show this help; \"portctl COMMAND help\" shows one command's",
 	  "portctl help [COMMAND]\n" },

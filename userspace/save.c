@@ -1,5 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-/* save: the table as a batch file that "portctl -b" loads back. */
+/*
+ * save: the table as a batch file that "portctl -b" loads back.
+ *
+ * Each port rule is a "replace" line and nothing else is: loading the file
+ * makes or swaps in exactly the rules it names and leaves every other rule
+ * alone. So it changes nothing on the table it came from, makes the saved
+ * rules on an empty one, and never deletes a socket rule, which it can only
+ * mention in a comment.
+ */
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +36,8 @@ static void save_header(void)
 	printf("# portdispatch rules of %s, saved by portctl on %s.\n", host,
 	       date);
 	printf("# Load with \"portctl -b FILE\": every line applies, or none does.\n");
-	printf("flush\n");
+	printf("# It sets the rules it names and leaves the others alone (socket rules too):\n");
+	printf("# put \"flush\" first to make the table exactly this file.\n");
 }
 
 static void save_rule(const struct rule *r)
@@ -44,7 +53,7 @@ static void save_rule(const struct rule *r)
 	}
 	switch (r->target.type) {
 	case RULE_TARGET_PORT:
-		printf("%sadd %s to port %u\n", fam, words, r->target.port);
+		printf("%sreplace %s to port %u\n", fam, words, r->target.port);
 		return;
 	case RULE_TARGET_SOCKET:
 		rule_format_target(r, target, sizeof(target));
@@ -71,8 +80,8 @@ int cmd_save(int argc, char **argv, const struct options *opt)
 	if (nl_open(&nl))
 		return EXIT_ERROR;
 	/*
-	 * Loading the file flushes the table first, so a partial copy
-	 * would delete rules: all of the table or nothing.
+	 * Loaded onto an empty table (at boot), a partial copy would
+	 * silently lack rules: all of the table or nothing.
 	 */
 	err = dump_rules(&nl, &list, true);
 	if (err > 0)

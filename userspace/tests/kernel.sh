@@ -394,10 +394,21 @@ expect_out "batch: applied" "" -b "$WORK/b"
 expect_out "... all of it" "tcp 80 any -> port 9
 udp 53 ipv4 dst 192.0.2.0/24 -> port 5353" list
 
+# A save replaces the rules it names and nothing else: rules added since
+# stay, rules changed since are set back, and a flush put first makes the
+# table exactly the saved one.
 "$PORTCTL" save >"$WORK/saved"
 "$PORTCTL" list >"$WORK/before"
+check "save: a replace line per rule, no flush" [ "$(grep -v '^#' "$WORK/saved")" = "replace tcp 80 to port 9
+-4 replace udp 53 dst 192.0.2.0/24 to port 5353" ]
 "$PORTCTL" add tcp 7 to port 7
+"$PORTCTL" replace tcp 80 to port 10
 expect_out "save, then -b restores" "" -b "$WORK/saved"
+expect_out "... the saved rules, and the one added since" "tcp 7 any -> port 7
+tcp 80 any -> port 9
+udp 53 ipv4 dst 192.0.2.0/24 -> port 5353" list
+{ echo flush; cat "$WORK/saved"; } >"$WORK/exact"
+expect_out "flush, then the save" "" -b "$WORK/exact"
 "$PORTCTL" list >"$WORK/after"
 if cmp -s "$WORK/before" "$WORK/after"; then
 	ok "... the same table"
@@ -416,6 +427,30 @@ if [ "$(grep -v '^#' "$WORK/evil")" = "$(grep -v '^#' "$WORK/saved")" ] &&
 else
 	not_ok "save: a newline in the host name stays in the comment" "$(cat "$WORK/evil")"
 fi
+
+# A socket rule cannot be saved, only mentioned: loading the save onto the
+# table it came from keeps it (and says nothing), and onto an empty table
+# makes the port rules alone, without an error.
+listen tcp4:8090
+"$PORTCTL" add tcp 84 to pid "$LPID" fd "${LFD[0]}"
+"$PORTCTL" save >"$WORK/saved"
+"$PORTCTL" list >"$WORK/before"
+run -b "$WORK/saved"
+"$PORTCTL" list >"$WORK/after"
+if [ "$RC" = 0 ] && [ -z "$ERR" ] && cmp -s "$WORK/before" "$WORK/after"; then
+	ok "save, then -b, with a socket rule alive: the same table"
+else
+	not_ok "save, then -b, with a socket rule alive: the same table" \
+		"exit $RC: $ERR" "saved:" "$(cat "$WORK/saved")" \
+		"before:" "$(cat "$WORK/before")" "after:" "$(cat "$WORK/after")"
+fi
+check "... the file says how to re-add it" grep -q '^# -4 add tcp 84 to pid PID fd FD$' "$WORK/saved"
+"$PORTCTL" flush
+expect_out "... loaded onto an empty table" "" -b "$WORK/saved"
+expect_out "... makes the port rules alone" "tcp 80 any -> port 9
+udp 53 ipv4 dst 192.0.2.0/24 -> port 5353" list
+kill "$LPID"
+wait "$LPID" 2>/dev/null
 
 # 65536 lines in one transaction, in few system calls. A slow machine
 # (KSFT_MACHINE_SLOW=yes: the debug kernel, where KASAN and kmemleak watch
