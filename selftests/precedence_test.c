@@ -40,20 +40,16 @@
  * connection.
  */
 
-#include <libmnl/libmnl.h>
-#include <linux/if_addr.h>
-#include <linux/if_link.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
-#include <linux/veth.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "harness.h"
+#include "pd_link.h"
 #include "pd_test.h"
 
 #define LO		"127.0.0.1"
@@ -489,117 +485,21 @@ static int sysctl_set(const char *name, const char *val)
 #define CLI6	"2001:db8::2"
 
 /*
- * One rtnetlink request, in the namespace we are in, and its ack: 0 or
- * -errno. The veth is made this way rather than with ip(8): on the debug
- * kernel every program started costs most of a second.
- */
-static int rtnl(struct nlmsghdr *nlh)
-{
-	static char buf[8192];
-	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
-	int err = 0;
-	ssize_t n;
-
-	if (!nl)
-		return -errno;
-	nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-	nlh->nlmsg_seq = 1;
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
-	    mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-		err = -errno;
-	} else {
-		n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-		if (n < 0 || mnl_cb_run(buf, n, 1, mnl_socket_get_portid(nl),
-					NULL, NULL) < 0)
-			err = -errno;
-	}
-	mnl_socket_close(nl);
-	return err;
-}
-
-/* A veth pair: pd-cli here, its peer pd-srv in namespace @peer_ns. */
-static int make_veth(int peer_ns)
-{
-	char buf[512];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct nlattr *info, *data, *peer;
-
-	nlh->nlmsg_type = RTM_NEWLINK;
-	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
-	mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifinfomsg));
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, "pd-cli");
-	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
-	data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-	peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
-	/* The peer's attributes follow an ifinfomsg of its own. */
-	mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifinfomsg));
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, "pd-srv");
-	mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, peer_ns);
-	mnl_attr_nest_end(nlh, peer);
-	mnl_attr_nest_end(nlh, data);
-	mnl_attr_nest_end(nlh, info);
-	return rtnl(nlh);
-}
-
-/* @addr/@plen on device @ifindex, without duplicate address detection. */
-static int add_addr(int family, int ifindex, const char *addr, int plen)
-{
-	char buf[256];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	size_t alen = family == AF_INET ? 4 : 16;
-	struct ifaddrmsg *ifa;
-	uint8_t bin[16];
-
-	if (inet_pton(family, addr, bin) != 1)
-		return -EINVAL;
-	nlh->nlmsg_type = RTM_NEWADDR;
-	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
-	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-	ifa->ifa_family = family;
-	ifa->ifa_prefixlen = plen;
-	ifa->ifa_flags = IFA_F_NODAD;
-	ifa->ifa_index = ifindex;
-	mnl_attr_put(nlh, IFA_LOCAL, alen, bin);
-	mnl_attr_put(nlh, IFA_ADDRESS, alen, bin);
-	return rtnl(nlh);
-}
-
-static int link_up(int ifindex)
-{
-	char buf[256];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct ifinfomsg *ifi;
-
-	nlh->nlmsg_type = RTM_NEWLINK;
-	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-	ifi->ifi_index = ifindex;
-	ifi->ifi_flags = ifi->ifi_change = IFF_UP;
-	return rtnl(nlh);
-}
-
-/*
  * Address one end of the veth, bring it up and set that side's early
  * demux: NULL, or what failed (errno says why).
  */
 static const char *veth_end(const struct path *p, bool client,
 			    bool early_demux)
 {
-	const char *demux = early_demux ? "1" : "0", *what = NULL;
-	int ifindex, err;
+	const char *demux = early_demux ? "1" : "0", *what;
+	int err = 0;
 
 	if (enter_ns(client ? p->cli_ns : p->srv_ns))
 		return "setns";
-	ifindex = if_nametoindex(client ? "pd-cli" : "pd-srv");
-	err = ifindex ? 0 : -errno;
-	if (err)
-		what = "no such device";
-	else if ((err = add_addr(AF_INET, ifindex, client ? CLI4 : SRV4, 24)))
-		what = "IPv4 address";
-	else if ((err = add_addr(AF_INET6, ifindex, client ? CLI6 : SRV6, 64)))
-		what = "IPv6 address";
-	else if ((err = link_up(ifindex)))
-		what = "link up";
+	what = pd_link_setup(client ? "pd-cli" : "pd-srv",
+			     client ? CLI4 : SRV4, client ? CLI6 : SRV6);
+	if (what)
+		err = -errno;
 	else if ((err = sysctl_set("net/ipv4/tcp_early_demux", demux)) ||
 		 (err = sysctl_set("net/ipv4/udp_early_demux", demux)))
 		what = "net.ipv4.{tcp,udp}_early_demux";
@@ -668,7 +568,7 @@ FIXTURE_SETUP(flow)
 
 	/* Made on the client's side, its peer goes to the server's. */
 	ASSERT_EQ(0, enter_ns(p->cli_ns));
-	err = make_veth(p->srv_ns);
+	err = pd_make_veth("pd-cli", "pd-srv", p->srv_ns);
 	ASSERT_EQ(0, enter_ns(p->srv_ns));
 	ASSERT_EQ(0, err) TH_LOG("cannot make the veth pair: %s",
 				 strerror(-err));
