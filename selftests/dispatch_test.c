@@ -862,21 +862,66 @@ TEST_F(ns, per_family_rules_coexist)
 	close(c);
 }
 
-/* 6a. A range covers its ends and what is between, nothing around it. */
+/*
+ * 6a. A range covers its ends and what is between, nothing around it.
+ * The table keeps ports in blocks of 256 (0-255, 256-511, ...), and a
+ * change rebuilds only the blocks it touches. The ranges, added one by
+ * one and checked as each comes: 9000-9010, inside a block; 250-260,
+ * across the edge of blocks 0 and 1; 1-3, from the first port, and
+ * 300-310, each rebuilding one of 250-260's blocks alone, which must keep
+ * 250-260's part there; 65530-65535, to the last port. Deleting 1-3
+ * rebuilds block 0 again: its ports go back to the normal lookup, and
+ * 250-260 stays whole.
+ */
+static const struct range_case {
+	const char *range;
+	int in[4], out[2];	/* 0 ends a list */
+	bool again;		/* rebuilds a block of 250-260: check it */
+} ranges[] = {
+	{ "9000-9010", { 9000, 9005, 9010 }, { 8999, 9011 }, false },
+	{ "250-260", { 250, 255, 256, 260 }, { 249, 261 }, false },
+	{ "1-3", { 1, 3 }, { 4 }, true },
+	{ "300-310", { 300, 310 }, { 299, 311 }, true },
+	{ "65530-65535", { 65530, 65535 }, { 65529 }, false },
+};
+
+/* Connections to @r's ports reach @l; those just outside are refused. */
+static void __expect_range(struct __test_metadata *_metadata,
+			   const struct range_case *r, int l)
+{
+	char why[64];
+	unsigned int j;
+
+	snprintf(why, sizeof(why), "outside %s", r->range);
+	for (j = 0; j < ARRAY_SIZE(r->in) && r->in[j]; j++)
+		expect_steered(AF_INET, LO4, r->in[j], l);
+	for (j = 0; j < ARRAY_SIZE(r->out) && r->out[j]; j++)
+		expect_refused(AF_INET, LO4, r->out[j], why);
+}
+
+#define expect_range(r, l)	__expect_range(_metadata, r, l)
+
 TEST_F(ns, port_range_bounds)
 {
-	static const int in[] = { 9000, 9005, 9010 }, out_of[] = { 8999, 9011 };
+	const struct range_case *across = &ranges[1];
 	char out[OUTLEN];
 	unsigned int i;
 	int l;
 
 	l = pd_server(AF_INET, SOCK_STREAM, LO4, 8080, false);
 	ASSERT_LE(0, l);
-	portctl_ok(out, "add tcp 9000-9010 to pid %d fd %d", getpid(), l);
-	for (i = 0; i < ARRAY_SIZE(in); i++)
-		expect_steered(AF_INET, LO4, in[i], l);
-	for (i = 0; i < ARRAY_SIZE(out_of); i++)
-		expect_refused(AF_INET, LO4, out_of[i], "outside 9000-9010");
+	for (i = 0; i < ARRAY_SIZE(ranges); i++) {
+		portctl_ok(out, "add tcp %s to pid %d fd %d", ranges[i].range,
+			   getpid(), l);
+		expect_range(&ranges[i], l);
+		if (ranges[i].again)
+			expect_range(across, l);
+	}
+
+	portctl_ok(out, "del tcp 1-3");
+	expect_refused(AF_INET, LO4, 1, "tcp 1-3 was deleted");
+	expect_refused(AF_INET, LO4, 3, "tcp 1-3 was deleted");
+	expect_range(across, l);
 	close(l);
 }
 
