@@ -267,6 +267,28 @@ static long number_after(const char *text, const char *word)
 	return p ? strtol(p + strlen(word), NULL, 10) : -1;
 }
 
+/*
+ * In @out, what `portctl -s list` printed: the number after @word
+ * ("steered ", "undeliverable ") on the line of the rule that starts with
+ * @prefix, or -1.
+ */
+static long rule_count(const char *out, const char *prefix,
+		       const char *word)
+{
+	size_t plen = strlen(prefix);
+	const char *p, *end;
+	char line[512];
+
+	for (p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, prefix, plen))
+			continue;
+		end = strchrnul(p, '\n');
+		snprintf(line, sizeof(line), "%.*s", (int)(end - p), p);
+		return number_after(line, word);
+	}
+	return -1;
+}
+
 /* How many rules the namespace's table holds, by `portctl stats`. */
 static long __table_rules(struct __test_metadata *_metadata)
 {
@@ -406,6 +428,74 @@ static int udp_send(int family, const char *addr, int port, const void *buf,
 	return err;
 }
 
+/*
+ * A datagram to @addr:@port reaches @fd, which sees @want_orig (NULL:
+ * @addr:@port itself) as its original destination.
+ */
+static void __expect_udp_delivered(struct __test_metadata *_metadata,
+				   int family, const char *addr, int port,
+				   int fd, const char *want_orig)
+{
+	char dst[64], buf[64], orig[80];
+	ssize_t n;
+	int err;
+
+	hostport(family, addr, port, dst, sizeof(dst));
+	if (!want_orig)
+		want_orig = dst;
+	err = udp_send(family, addr, port, "hello", 5);
+	ASSERT_EQ(0, err) TH_LOG("send to %s: %s", dst, strerror(-err));
+	n = udp_recv(fd, WAIT_MS, buf, sizeof(buf), orig, sizeof(orig));
+	ASSERT_EQ(5, n)
+		TH_LOG("the datagram to %s did not reach fd %d in %d ms", dst,
+		       fd, WAIT_MS);
+	ASSERT_EQ(0, memcmp(buf, "hello", 5));
+	ASSERT_STREQ(want_orig, orig)
+		TH_LOG("original destination of the datagram to %s, on fd %d",
+		       dst, fd);
+}
+
+#define expect_udp_delivered(family, addr, port, fd)			\
+	__expect_udp_delivered(_metadata, family, addr, port, fd, NULL)
+
+/*
+ * A datagram to @addr:@port meets the normal lookup's ICMP port
+ * unreachable, which a connected socket reads as ECONNREFUSED: not
+ * silence, and no socket takes it.
+ */
+static void __expect_udp_refused(struct __test_metadata *_metadata,
+				 int family, const char *addr, int port,
+				 const char *why)
+{
+	struct timeval tv = { .tv_sec = WAIT_MS / 1000 };
+	char dst[64], buf[64];
+	long t0, took;
+	ssize_t n;
+	int c, err;
+
+	hostport(family, addr, port, dst, sizeof(dst));
+	c = pd_connect(family, SOCK_DGRAM, addr, port);
+	ASSERT_LE(0, c) TH_LOG("connect a UDP socket to %s: %s", dst,
+			       strerror(-c));
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ASSERT_EQ(4, send(c, "ping", 4, 0))
+		TH_LOG("send to %s: %s", dst, strerror(errno));
+	t0 = pd_now_ms();
+	n = recv(c, buf, sizeof(buf), 0);
+	err = errno;
+	took = pd_now_ms() - t0;
+	close(c);
+	ASSERT_EQ(-1, n)
+		TH_LOG("%s (%s) answered %zd bytes: nothing should answer",
+		       dst, why, n);
+	ASSERT_EQ(ECONNREFUSED, err)
+		TH_LOG("datagram to %s (%s): %s after %ld ms, expected ECONNREFUSED (ICMP port unreachable)",
+		       dst, why, strerror(err), took);
+}
+
+#define expect_udp_refused(family, addr, port, why)			\
+	__expect_udp_refused(_metadata, family, addr, port, why)
+
 /* Run a shell command in the test's namespace; its exit status. */
 static int run(char *out, size_t outlen, const char *fmt, ...)
 {
@@ -531,21 +621,13 @@ TEST_F(fam, tcp_original_destination)
 /* 2. A datagram to 53 reaches the socket on 5353, which sees port 53. */
 TEST_F(fam, udp_original_destination)
 {
-	char out[OUTLEN], buf[64], orig[80], want[64];
-	ssize_t n;
-	int u, err;
+	char out[OUTLEN];
+	int u;
 
 	u = udp_target(variant->family, variant->lo, 5353);
 	ASSERT_LE(0, u) TH_LOG("bind to 5353: %s", strerror(errno));
 	portctl_ok(out, "add udp 53 to pid %d fd %d", getpid(), u);
-
-	err = udp_send(variant->family, variant->lo, 53, "hello", 5);
-	ASSERT_EQ(0, err) TH_LOG("send to port 53: %s", strerror(-err));
-	n = udp_recv(u, WAIT_MS, buf, sizeof(buf), orig, sizeof(orig));
-	ASSERT_EQ(5, n) TH_LOG("the datagram to port 53 did not reach the socket on 5353");
-	ASSERT_EQ(0, memcmp(buf, "hello", 5));
-	hostport(variant->family, variant->lo, 53, want, sizeof(want));
-	ASSERT_STREQ(want, orig) TH_LOG("original destination of the datagram");
+	expect_udp_delivered(variant->family, variant->lo, 53, u);
 	close(u);
 }
 
@@ -1047,6 +1129,32 @@ TEST_F(ns, exited_owner_stops_at_once)
 }
 
 /*
+ * 8c. The same for a UDP target: the next datagram goes to the normal
+ * lookup, here a socket bound to 53 itself, and the rule leaves the table.
+ */
+TEST_F(ns, closed_udp_target_stops_at_once)
+{
+	char out[OUTLEN];
+	int t, u53;
+	long t0;
+
+	u53 = udp_target(AF_INET, LO4, 53);
+	t = udp_target(AF_INET, LO4, 5353);
+	ASSERT_LE(0, u53);
+	ASSERT_LE(0, t);
+	portctl_ok(out, "add udp 53 to pid %d fd %d", getpid(), t);
+	expect_udp_delivered(AF_INET, LO4, 53, t);
+	EXPECT_FALSE(pd_readable(u53, 0))
+		TH_LOG("the socket bound to 53 got the steered datagram too");
+
+	t0 = pd_now_ms();
+	close(t);
+	expect_udp_delivered(AF_INET, LO4, 53, u53);
+	expect_rule_gone(false, NULL, t0, "close");
+	close(u53);
+}
+
+/*
  * 9a. A port target with nothing on the port leaves the flow to the
  * normal lookup: an RST at once, counted as undeliverable; the same rule
  * steers once something listens.
@@ -1072,40 +1180,28 @@ TEST_F(ns, port_target_without_listener)
 
 /*
  * 9b. For UDP the normal lookup answers with ICMP port unreachable, which
- * a connected socket reads as ECONNREFUSED; not silence.
+ * a connected socket reads as ECONNREFUSED; not silence. The same rule
+ * delivers once a socket is bound to 5353, and refuses again once that
+ * socket is closed: a port target outlives its sockets, counting.
  */
 TEST_F(ns, port_target_without_udp_socket)
 {
-	char out[OUTLEN], buf[64], orig[80];
-	struct timeval tv = { .tv_sec = WAIT_MS / 1000 };
-	long t0, took;
-	ssize_t n;
-	int c, u, err;
+	char out[OUTLEN];
+	int u;
 
 	portctl_ok(out, "add udp 53 to port 5353");
-	c = pd_connect(AF_INET, SOCK_DGRAM, LO4, 53);
-	ASSERT_LE(0, c);
-	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ASSERT_EQ(4, send(c, "ping", 4, 0));
-	t0 = pd_now_ms();
-	n = recv(c, buf, sizeof(buf), 0);
-	err = errno;
-	took = pd_now_ms() - t0;
-	ASSERT_EQ(-1, n) TH_LOG("recv got %zd bytes: nothing should answer", n);
-	ASSERT_EQ(ECONNREFUSED, err)
-		TH_LOG("recv: %s after %ld ms, expected ECONNREFUSED (ICMP port unreachable)",
-		       strerror(err), took);
-	close(c);
+	expect_udp_refused(AF_INET, LO4, 53, "nothing bound to 5353");
 
-	/* The same rule delivers once a socket is bound to 5353. */
 	u = udp_target(AF_INET, LO4, 5353);
 	ASSERT_LE(0, u);
-	err = udp_send(AF_INET, LO4, 53, "hello", 5);
-	ASSERT_EQ(0, err);
-	n = udp_recv(u, WAIT_MS, buf, sizeof(buf), orig, sizeof(orig));
-	ASSERT_EQ(5, n) TH_LOG("nothing reached the socket on 5353");
-	ASSERT_STREQ("127.0.0.1:53", orig);
+	expect_udp_delivered(AF_INET, LO4, 53, u);
+
 	close(u);
+	expect_udp_refused(AF_INET, LO4, 53, "the socket on 5353 was closed");
+	portctl_ok(out, "-s list");
+	EXPECT_EQ(1, rule_count(out, "udp 53 ", "steered ")) TH_LOG("%s", out);
+	EXPECT_EQ(2, rule_count(out, "udp 53 ", "undeliverable "))
+		TH_LOG("%s", out);
 }
 
 /*
