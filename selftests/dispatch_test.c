@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "pd_link.h"
 #include "pd_test.h"
 
 #define LO4	"127.0.0.1"
@@ -354,20 +355,29 @@ static void __expect_rule_gone(struct __test_metadata *_metadata,
 #define expect_rule_gone(listing, prefix, since, what)			\
 	__expect_rule_gone(_metadata, listing, prefix, since, what)
 
-/* A bound UDP socket that reports each datagram's original destination. */
-static int udp_target(int family, const char *addr, int port)
+/*
+ * A bound UDP socket that reports each datagram's original destination
+ * (an IPv6 one that takes IPv4 too reports IPv4's as IPv4 does), as
+ * pd_server_dev() makes it.
+ */
+static int udp_target_dev(int family, const char *addr, int port,
+			  bool v6only, const char *dev)
 {
-	int fd = pd_server(family, SOCK_DGRAM, addr, port, false);
+	int fd = pd_server_dev(family, SOCK_DGRAM, addr, port, v6only, dev);
 	int on = 1;
 
 	if (fd < 0)
 		return -1;
-	if (family == AF_INET)
-		setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &on, sizeof(on));
-	else
+	setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &on, sizeof(on));
+	if (family == AF_INET6)
 		setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &on,
 			   sizeof(on));
 	return fd;
+}
+
+static int udp_target(int family, const char *addr, int port)
+{
+	return udp_target_dev(family, addr, port, false, NULL);
 }
 
 /*
@@ -1202,6 +1212,94 @@ TEST_F(ns, port_target_without_udp_socket)
 	EXPECT_EQ(1, rule_count(out, "udp 53 ", "steered ")) TH_LOG("%s", out);
 	EXPECT_EQ(2, rule_count(out, "udp 53 ", "undeliverable "))
 		TH_LOG("%s", out);
+}
+
+/*
+ * 9c. A port target is the socket a connection made straight to that
+ * port would reach: a dual-stack listener on [::] takes both families
+ * (IPv4 as ::ffff:127.0.0.1), and so does a dual-stack UDP socket; with
+ * IPV6_V6ONLY ones in their place, IPv4 is left to the normal lookup.
+ */
+TEST_F(ns, port_target_dual_stack)
+{
+	char out[OUTLEN];
+	int l, u;
+
+	l = pd_server(AF_INET6, SOCK_STREAM, "::", 8080, false);
+	u = udp_target(AF_INET6, "::", 5353);
+	ASSERT_LE(0, l);
+	ASSERT_LE(0, u);
+	portctl_ok(out, "add tcp 80 to port 8080");
+	portctl_ok(out, "add udp 53 to port 5353");
+	__expect_steered(_metadata, AF_INET, LO4, 80, l,
+			 "[::ffff:127.0.0.1]:80");
+	expect_steered(AF_INET6, LO6, 80, l);
+	expect_udp_delivered(AF_INET, LO4, 53, u);
+	expect_udp_delivered(AF_INET6, LO6, 53, u);
+	close(l);
+	close(u);
+
+	l = pd_server(AF_INET6, SOCK_STREAM, "::", 8080, true);
+	u = udp_target_dev(AF_INET6, "::", 5353, true, NULL);
+	ASSERT_LE(0, l) TH_LOG("listen on [::]:8080 again: %s", strerror(errno));
+	ASSERT_LE(0, u) TH_LOG("bind [::]:5353 again: %s", strerror(errno));
+	expect_refused(AF_INET, LO4, 80, "the listener on 8080 is IPv6-only");
+	expect_udp_refused(AF_INET, LO4, 53, "the socket on 5353 is IPv6-only");
+	expect_steered(AF_INET6, LO6, 80, l);
+	expect_udp_delivered(AF_INET6, LO6, 53, u);
+	portctl_ok(out, "-s list");
+	EXPECT_EQ(1, rule_count(out, "tcp 80 ", "undeliverable "))
+		TH_LOG("%s", out);
+	EXPECT_EQ(1, rule_count(out, "udp 53 ", "undeliverable "))
+		TH_LOG("%s", out);
+	close(l);
+	close(u);
+}
+
+/*
+ * 9d. ... looked up at the packet's destination address: a listener and a
+ * UDP socket bound to the target port on another local address (near)
+ * leave a flow to lo to the normal lookup, as they would leave a
+ * connection made straight to lo on the target port, and take the flows
+ * to their own address.
+ */
+TEST_F(fam, port_target_other_address)
+{
+	char out[OUTLEN];
+	int l, u, err;
+
+	/* 127.0.0.2 is on lo already (127.0.0.0/8); 2001:db8::5 is not. */
+	if (variant->family == AF_INET6) {
+		err = pd_add_addr(AF_INET6, if_nametoindex("lo"), variant->near,
+				  128);
+		ASSERT_EQ(0, err) TH_LOG("%s on lo: %s", variant->near,
+					 strerror(-err));
+	}
+	l = pd_server(variant->family, SOCK_STREAM, variant->near, 8080, false);
+	u = udp_target(variant->family, variant->near, 5353);
+	ASSERT_LE(0, l) TH_LOG("listen on %s:8080: %s", variant->near,
+			       strerror(errno));
+	ASSERT_LE(0, u) TH_LOG("bind %s:5353: %s", variant->near,
+			       strerror(errno));
+	portctl_ok(out, "add tcp 80 to port 8080");
+	portctl_ok(out, "add udp 53 to port 5353");
+
+	expect_refused(variant->family, variant->lo, 8080,
+		       "straight to the target port, bound to another address");
+	expect_refused(variant->family, variant->lo, 80,
+		       "the listener on 8080 is bound to another address");
+	expect_udp_refused(variant->family, variant->lo, 53,
+			   "the socket on 5353 is bound to another address");
+	portctl_ok(out, "-s list");
+	EXPECT_EQ(1, rule_count(out, "tcp 80 ", "undeliverable "))
+		TH_LOG("%s", out);
+	EXPECT_EQ(1, rule_count(out, "udp 53 ", "undeliverable "))
+		TH_LOG("%s", out);
+
+	expect_steered(variant->family, variant->near, 80, l);
+	expect_udp_delivered(variant->family, variant->near, 53, u);
+	close(l);
+	close(u);
 }
 
 /*

@@ -116,9 +116,14 @@ static inline int pd_sockaddr_port(const struct sockaddr_storage *ss)
 	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
-/* A bound socket: listening for TCP. @v6only applies to AF_INET6 only. */
-static inline int pd_server(int family, int type, const char *addr, int port,
-			    bool v6only)
+/*
+ * A bound socket: listening for TCP. @v6only applies to AF_INET6 only;
+ * @dev, when given, is the device it is bound to (SO_BINDTODEVICE),
+ * before it binds: sockets on one port bound to different devices do
+ * not conflict.
+ */
+static inline int pd_server_dev(int family, int type, const char *addr,
+				int port, bool v6only, const char *dev)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = pd_sockaddr(family, addr, port, &ss);
@@ -131,7 +136,9 @@ static inline int pd_server(int family, int type, const char *addr, int port,
 	if (family == AF_INET6)
 		setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, &(int){ v6only },
 			   sizeof(int));
-	if (bind(fd, (struct sockaddr *)&ss, len) ||
+	if ((dev && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev,
+			       strlen(dev) + 1)) ||
+	    bind(fd, (struct sockaddr *)&ss, len) ||
 	    (type == SOCK_STREAM && listen(fd, 128))) {
 		close(fd);
 		return -1;
@@ -164,6 +171,12 @@ static inline int pd_time_scale(void)
 static inline int pd_ms(int ms)
 {
 	return ms * pd_time_scale();
+}
+
+static inline int pd_server(int family, int type, const char *addr, int port,
+			    bool v6only)
+{
+	return pd_server_dev(family, type, addr, port, v6only, NULL);
 }
 
 /* Connect, with a timeout so that a silent drop cannot hang a test. */
