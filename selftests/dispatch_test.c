@@ -41,6 +41,39 @@
 /* How soon a rule whose socket is gone must leave the table and the list. */
 #define GONE_MS		pd_ms(1000)
 
+/*
+ * Where a test's clients connect from: the test's own namespace, or (the
+ * dev tests) client_ns, across a veth, home_ns being the test's. A socket
+ * stays for its whole life in the namespace it was made in.
+ */
+static int client_ns = -1, home_ns = -1;
+
+static int client_side(void)
+{
+	return client_ns < 0 || !setns(client_ns, CLONE_NEWNET) ? 0 : -errno;
+}
+
+static void home_side(void)
+{
+	if (client_ns >= 0 && setns(home_ns, CLONE_NEWNET)) {
+		/* Stranded on the client's side: nothing after is sound. */
+		perror("setns back to the test's namespace");
+		abort();
+	}
+}
+
+/* pd_connect(), from the clients' namespace. */
+static int client_connect(int family, int type, const char *addr, int port)
+{
+	int fd = client_side();
+
+	if (fd)
+		return fd;
+	fd = pd_connect(family, type, addr, port);
+	home_side();
+	return fd;
+}
+
 /* "127.0.0.1:80", "[::1]:80", "[::ffff:127.0.0.1]:80". */
 static const char *fmt_ss(const struct sockaddr_storage *ss, char *buf,
 			  size_t len)
@@ -169,7 +202,7 @@ static void __expect_steered(struct __test_metadata *_metadata, int family,
 	hostport(family, addr, port, dst, sizeof(dst));
 	if (!want_local)
 		want_local = dst;
-	c = pd_connect(family, SOCK_STREAM, addr, port);
+	c = client_connect(family, SOCK_STREAM, addr, port);
 	ASSERT_LE(0, c)
 		TH_LOG("connect to %s: %s (expected the steered listener fd %d to take it)",
 		       dst, strerror(-c), lfd);
@@ -190,25 +223,30 @@ static void __expect_steered(struct __test_metadata *_metadata, int family,
 /*
  * A connection to @addr:@port is refused at once: the first SYN meets an
  * RST. A SYN that was dropped, or handed to a socket that could not take
- * it, is sent again after a second; the stack counts that.
+ * it, is sent again after a second; the client's stack counts that.
  */
 static void __expect_refused(struct __test_metadata *_metadata, int family,
 			     const char *addr, int port, const char *why)
 {
-	long t0 = pd_now_ms(), retrans = syn_retrans(), took;
+	long t0, before, retrans, took;
 	char dst[64];
 	int c;
 
-	ASSERT_LE(0, retrans) TH_LOG("no TcpExt TCPSynRetrans counter");
 	hostport(family, addr, port, dst, sizeof(dst));
+	c = client_side();
+	ASSERT_EQ(0, c) TH_LOG("into the clients' namespace: %s", strerror(-c));
+	before = syn_retrans();
+	t0 = pd_now_ms();
 	c = pd_connect(family, SOCK_STREAM, addr, port);
 	took = pd_now_ms() - t0;
+	retrans = syn_retrans() - before;
+	home_side();
 	if (c >= 0)
 		close(c);
+	ASSERT_LE(0, before) TH_LOG("no TcpExt TCPSynRetrans counter");
 	ASSERT_EQ(-ECONNREFUSED, c)
 		TH_LOG("connect to %s (%s): %s after %ld ms, expected it refused",
 		       dst, why, c >= 0 ? "connected" : strerror(-c), took);
-	retrans = syn_retrans() - retrans;
 	ASSERT_EQ(0, retrans)
 		TH_LOG("connect to %s: refused only after %ld SYN retransmission(s), %ld ms",
 		       dst, retrans, took);
@@ -421,16 +459,24 @@ static ssize_t udp_recv(int fd, int ms, void *buf, size_t len, char *orig,
 	return n;
 }
 
-/* Send one datagram from a fresh, unconnected socket; 0 or -errno. */
+/*
+ * Send one datagram from a fresh, unconnected socket of the clients'
+ * namespace; 0 or -errno.
+ */
 static int udp_send(int family, const char *addr, int port, const void *buf,
 		    size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen = pd_sockaddr(family, addr, port, &ss);
-	int fd = socket(family, SOCK_DGRAM, 0), err = 0;
+	int fd, err = client_side();
 
-	if (fd < 0)
-		return -errno;
+	if (err)
+		return err;
+	fd = socket(family, SOCK_DGRAM, 0);
+	err = fd < 0 ? -errno : 0;
+	home_side();
+	if (err)
+		return err;
 	if (sendto(fd, buf, len, 0, (struct sockaddr *)&ss, sslen) !=
 	    (ssize_t)len)
 		err = -errno;
@@ -484,7 +530,7 @@ static void __expect_udp_refused(struct __test_metadata *_metadata,
 	int c, err;
 
 	hostport(family, addr, port, dst, sizeof(dst));
-	c = pd_connect(family, SOCK_DGRAM, addr, port);
+	c = client_connect(family, SOCK_DGRAM, addr, port);
 	ASSERT_LE(0, c) TH_LOG("connect a UDP socket to %s: %s", dst,
 			       strerror(-c));
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -1417,6 +1463,112 @@ TEST_F(ns, broadcast_not_steered)
 	close(any);
 	close(t);
 	close(s);
+}
+
+/*
+ * Tests whose clients live in a namespace of their own, across a veth:
+ *
+ *   [ clients' ns ] pd-cli ===== veth ===== pd-srv [ test's ns: rules ]
+ *   198.18.0.2, 2001:db8::2                198.18.0.1, 2001:db8::1
+ */
+FIXTURE(dev) {
+};
+
+FIXTURE_VARIANT(dev) {
+	int family;
+	const char *srv;	/* the test's address on the veth */
+	const char *any;
+};
+
+FIXTURE_VARIANT_ADD(dev, ipv4) {
+	.family = AF_INET,
+	.srv = "198.18.0.1",
+	.any = "0.0.0.0",
+};
+
+FIXTURE_VARIANT_ADD(dev, ipv6) {
+	.family = AF_INET6,
+	.srv = "2001:db8::1",
+	.any = "::",
+};
+
+FIXTURE_SETUP(dev)
+{
+	const char *what;
+	int err = pd_enter_netns();
+
+	ASSERT_EQ(0, err) TH_LOG("private network namespace: %s",
+				 strerror(-err));
+	home_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, home_ns);
+	err = pd_enter_netns();
+	ASSERT_EQ(0, err) TH_LOG("the clients' namespace: %s", strerror(-err));
+	client_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, client_ns);
+
+	/* Made on the clients' side, its peer goes to the test's. */
+	err = pd_make_veth("pd-cli", "pd-srv", home_ns);
+	ASSERT_EQ(0, err) TH_LOG("veth pair: %s", strerror(-err));
+	what = pd_link_setup("pd-cli", "198.18.0.2", "2001:db8::2");
+	ASSERT_EQ(NULL, what) TH_LOG("pd-cli: %s: %s", what, strerror(errno));
+	home_side();
+	what = pd_link_setup("pd-srv", "198.18.0.1", "2001:db8::1");
+	ASSERT_EQ(NULL, what) TH_LOG("pd-srv: %s: %s", what, strerror(errno));
+}
+
+FIXTURE_TEARDOWN(dev)
+{
+}
+
+/*
+ * 11. A port target served by sockets bound to a device
+ * (SO_BINDTODEVICE) takes the flows that arrive on that device, and no
+ * others, as a connection made straight to the target port would: a
+ * listener and a UDP socket bound to lo leave flows from the veth to the
+ * normal lookup; ones bound to the veth, on the same ports beside them,
+ * take them.
+ */
+TEST_F(dev, port_target_device_bound)
+{
+	int family = variant->family, lo_l, lo_u, veth_l, veth_u;
+	const char *srv = variant->srv, *any = variant->any;
+	char out[OUTLEN];
+
+	lo_l = pd_server_dev(family, SOCK_STREAM, any, 8080, true, "lo");
+	lo_u = udp_target_dev(family, any, 5353, true, "lo");
+	ASSERT_LE(0, lo_l) TH_LOG("listen on 8080, bound to lo: %s",
+				  strerror(errno));
+	ASSERT_LE(0, lo_u) TH_LOG("bind 5353, bound to lo: %s",
+				  strerror(errno));
+	portctl_ok(out, "add tcp 80 to port 8080");
+	portctl_ok(out, "add udp 53 to port 5353");
+	expect_refused(family, srv, 8080,
+		       "straight to the target port, bound to lo");
+	expect_refused(family, srv, 80, "the listener on 8080 is bound to lo");
+	expect_udp_refused(family, srv, 53, "the socket on 5353 is bound to lo");
+	portctl_ok(out, "-s list");
+	EXPECT_EQ(1, rule_count(out, "tcp 80 ", "undeliverable "))
+		TH_LOG("%s", out);
+	EXPECT_EQ(1, rule_count(out, "udp 53 ", "undeliverable "))
+		TH_LOG("%s", out);
+
+	veth_l = pd_server_dev(family, SOCK_STREAM, any, 8080, true, "pd-srv");
+	veth_u = udp_target_dev(family, any, 5353, true, "pd-srv");
+	ASSERT_LE(0, veth_l) TH_LOG("listen on 8080, bound to pd-srv: %s",
+				    strerror(errno));
+	ASSERT_LE(0, veth_u) TH_LOG("bind 5353, bound to pd-srv: %s",
+				    strerror(errno));
+	expect_steered(family, srv, 80, veth_l);
+	expect_steered(family, srv, 8080, veth_l);
+	expect_udp_delivered(family, srv, 53, veth_u);
+	EXPECT_FALSE(pd_readable(lo_l, 0))
+		TH_LOG("the listener bound to lo got a connection from the veth");
+	EXPECT_FALSE(pd_readable(lo_u, 0))
+		TH_LOG("the socket bound to lo got a datagram from the veth");
+	close(lo_l);
+	close(lo_u);
+	close(veth_l);
+	close(veth_u);
 }
 
 TEST_HARNESS_MAIN
