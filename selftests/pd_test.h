@@ -48,13 +48,6 @@ static inline int pd_enter_netns(void)
 	return err ? -errno : 0;
 }
 
-static inline const char *pd_portctl_path(void)
-{
-	const char *p = getenv("PORTCTL");
-
-	return p ? p : "../build/portctl";
-}
-
 /*
  * Run "portctl ARGS" (a printf format, split on spaces) and return its
  * exit status; its stdout and stderr together land in @out when given.
@@ -70,7 +63,12 @@ static inline int pd_portctl(char *out, size_t outlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", pd_portctl_path(), args);
+	/*
+	 * The shell expands the path from the environment, quoted: a
+	 * checkout's path may hold spaces.
+	 */
+	setenv("PORTCTL", "../build/portctl", 0);
+	snprintf(cmd, sizeof(cmd), "\"$PORTCTL\" %s 2>&1", args);
 
 	p = popen(cmd, "r");
 	if (!p)
