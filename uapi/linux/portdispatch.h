@@ -21,6 +21,19 @@
  * Two rules conflict when they have the same protocol, the same prefix,
  * overlapping port ranges and at least one address family in common.
  *
+ * UDP replies
+ * -----------
+ * A UDP target bound to another port or another address than the one a
+ * client sent to answers from the address and port the client used: the
+ * module remembers each steered UDP flow (target socket, client address
+ * and port) and rewrites the source of what that socket sends back to the
+ * client, before conntrack sees it. Nothing else is rewritten: not other
+ * sockets' datagrams, not TCP. A flow is forgotten after 30 s without a
+ * datagram, or 120 s once it has had replies for over 2 s (conntrack's
+ * UDP timeouts; module parameters udp_timeout and udp_timeout_stream), and
+ * with its rule. A namespace remembers at most max_udp_flows flows (module
+ * parameter); their memory is charged to the rule owner's memory cgroup.
+ *
  * Permissions
  * -----------
  * Every command and the "events" group need CAP_NET_ADMIN over the user
@@ -207,6 +220,11 @@ enum {
 						  * target could not take it:
 						  * left to the normal lookup
 						  */
+	PORTDISPATCH_A_RULE_STATS_REPLIES,	 /* u64, UDP datagrams the
+						  * target sent back that
+						  * left from the address and
+						  * port the client used
+						  */
 
 	__PORTDISPATCH_A_RULE_STATS_MAX,
 	PORTDISPATCH_A_RULE_STATS_MAX = __PORTDISPATCH_A_RULE_STATS_MAX - 1
@@ -223,6 +241,14 @@ enum {
 	PORTDISPATCH_A_NS_STATS_MISSES,		/* u64, ... and none did */
 	PORTDISPATCH_A_NS_STATS_RULES,		/* u32, rules in the table */
 	PORTDISPATCH_A_NS_STATS_MAX_RULES,	/* u32, the table's limit */
+	PORTDISPATCH_A_NS_STATS_UDP_FLOWS,	/* u32, steered UDP flows whose
+						 * replies are rewritten
+						 */
+	PORTDISPATCH_A_NS_STATS_MAX_UDP_FLOWS,	/* u32, their limit */
+	PORTDISPATCH_A_NS_STATS_UDP_FLOWS_MISSED, /* u64, steered UDP flows
+						   * not remembered: the
+						   * limit, or memory
+						   */
 
 	__PORTDISPATCH_A_NS_STATS_MAX,
 	PORTDISPATCH_A_NS_STATS_MAX = __PORTDISPATCH_A_NS_STATS_MAX - 1
