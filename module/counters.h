@@ -28,6 +28,7 @@
 enum pd_count {
 	PD_COUNT_STEERED,
 	PD_COUNT_UNDELIVERABLE,
+	PD_COUNT_REPLIES,	/* UDP replies that left from the client's port */
 	PD_NCOUNTS,
 };
 

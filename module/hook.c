@@ -17,7 +17,9 @@
  *     carries it on, as early demux would have; except a SYN that TCP
  *     would let reopen a TIME_WAIT connection: that is a new flow;
  *  4. the rule's target takes the new flow if it can; if it cannot, the
- *     stack's normal lookup answers, exactly as without the rule.
+ *     stack's normal lookup answers, exactly as without the rule. A UDP
+ *     flow is remembered, so that its replies leave from the port the
+ *     client used (reply.h).
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -43,6 +45,7 @@
 #include "packet.h"
 #include "pernet.h"
 #include "reaper.h"
+#include "reply.h"
 #include "table.h"
 #include "timewait.h"
 
@@ -226,6 +229,9 @@ static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 	sk = pd_target_pick(net, skb, pkt, &rule->target);
 	if (sk && pd_assign(skb, sk)) {
 		pd_count(rule->counters, PD_COUNT_STEERED);
+		/* Set before any table with a UDP rule was published. */
+		if (pkt->proto == PD_UDP && READ_ONCE(dp->replies))
+			pd_reply_note(READ_ONCE(dp->replies), sk, pkt, rule);
 		if (tw) {
 			inet_twsk_deschedule_put(inet_twsk(tw));
 			tw = NULL;

@@ -23,6 +23,7 @@
 #include "pernet.h"
 #include "portset.h"
 #include "reaper.h"
+#include "reply.h"
 #include "rule.h"
 #include "table.h"
 #include "txn.h"
@@ -92,6 +93,7 @@ static void __net_exit pd_net_exit(struct net *net)
 
 	cancel_delayed_work_sync(&pn->batch_idle);
 	cancel_delayed_work_sync(&pn->reaper);
+	pd_replies_destroy(pn);
 
 	mutex_lock(&pn->lock);
 	if (pn->batch) {
@@ -136,10 +138,13 @@ static int __init pd_init(void)
 	err = pd_rules_init();
 	if (err)
 		goto counters_exit;
+	err = pd_replies_init();
+	if (err)
+		goto rules_exit;
 	pd_wq = alloc_workqueue("portdispatch", 0, 0);
 	if (!pd_wq) {
 		err = -ENOMEM;
-		goto rules_exit;
+		goto replies_exit;
 	}
 	err = register_pernet_subsys(&pd_net_ops);
 	if (err)
@@ -153,6 +158,8 @@ unregister_pernet:
 	unregister_pernet_subsys(&pd_net_ops);
 destroy_wq:
 	destroy_workqueue(pd_wq);
+replies_exit:
+	pd_replies_exit();
 rules_exit:
 	pd_rules_exit();
 counters_exit:
@@ -168,6 +175,7 @@ static void __exit pd_exit(void)
 	/* Let every commit's garbage reach the workqueue, then drain it. */
 	rcu_barrier();
 	destroy_workqueue(pd_wq);
+	pd_replies_exit();
 	pd_rules_exit();
 	pd_counters_exit();
 }

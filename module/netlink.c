@@ -24,6 +24,7 @@
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
+#include "reply.h"
 #include "rule.h"
 #include "store.h"
 #include "txn.h"
@@ -311,6 +312,12 @@ static int pd_nl_put_stats(struct sk_buff *msg, const struct pd_rule *rule)
 			      sum[PD_COUNT_UNDELIVERABLE],
 			      PORTDISPATCH_A_RULE_STATS_PAD))
 		return -EMSGSIZE;
+	/* Only UDP replies are rewritten. */
+	if (pd_rule_is_udp(rule) &&
+	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_REPLIES,
+			      sum[PD_COUNT_REPLIES],
+			      PORTDISPATCH_A_RULE_STATS_PAD))
+		return -EMSGSIZE;
 	nla_nest_end(msg, nest);
 	return 0;
 }
@@ -559,6 +566,8 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 	struct pd_ns_stats sum = {};
 	struct sk_buff *msg;
 	unsigned int rules;
+	u64 flows_missed;
+	u32 flows;
 	void *hdr;
 	int cpu;
 
@@ -570,6 +579,7 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 	}
 	mutex_lock(&pn->lock);
 	rules = pn->nr_rules;
+	pd_replies_stats(pn, &flows, &flows_missed);
 	mutex_unlock(&pn->lock);
 
 	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
@@ -587,7 +597,12 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 			      PORTDISPATCH_A_NS_STATS_PAD) ||
 	    nla_put_u32(msg, PORTDISPATCH_A_NS_STATS_RULES, rules) ||
 	    nla_put_u32(msg, PORTDISPATCH_A_NS_STATS_MAX_RULES,
-			READ_ONCE(pd_max_rules))) {
+			READ_ONCE(pd_max_rules)) ||
+	    nla_put_u32(msg, PORTDISPATCH_A_NS_STATS_UDP_FLOWS, flows) ||
+	    nla_put_u32(msg, PORTDISPATCH_A_NS_STATS_MAX_UDP_FLOWS,
+			READ_ONCE(pd_max_udp_flows)) ||
+	    nla_put_u64_64bit(msg, PORTDISPATCH_A_NS_STATS_UDP_FLOWS_MISSED,
+			      flows_missed, PORTDISPATCH_A_NS_STATS_PAD)) {
 		nlmsg_free(msg);
 		return -EMSGSIZE;
 	}

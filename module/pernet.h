@@ -12,6 +12,7 @@
 #include "attach.h"
 #include "store.h"
 
+struct pd_replies;
 struct pd_table;
 struct pd_txn;
 
@@ -30,6 +31,7 @@ struct pd_datapath {
 	struct pd_table __rcu	*table;		/* NULL while there is no rule */
 	struct pd_ns_stats __percpu *stats;
 	struct pd_net		*pn;
+	struct pd_replies	*replies;	/* set before the first UDP rule */
 	bool			reassemble6;	/* a UDP rule can match IPv6 */
 } ____cacheline_aligned_in_smp;
 
@@ -49,6 +51,8 @@ struct pd_net {
 	u32			generation;	/* bumped by every commit */
 	struct list_head	sock_rules;	/* published socket rules */
 	unsigned int		udp6_rules;	/* published, that IPv6 can match */
+	unsigned int		udp_rules;	/* published */
+	struct pd_replies	*replies;	/* their flows, once there was one */
 	struct pd_attach	attach;
 	bool			dying;
 

@@ -3,6 +3,8 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/memcontrol.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <net/ipv6.h>
@@ -39,6 +41,8 @@ struct pd_rule *pd_rule_alloc(const struct pd_key *key, gfp_t gfp)
 		return NULL;
 	}
 	rule->key = *key;
+	/* Rules are made in the requesting task: it is their owner. */
+	rule->memcg = get_mem_cgroup_from_mm(current->mm);
 	INIT_LIST_HEAD(&rule->del_node);
 	INIT_LIST_HEAD(&rule->sock_node);
 	INIT_LIST_HEAD(&rule->build_node);
@@ -50,6 +54,7 @@ void pd_rule_free(struct pd_rule *rule)
 {
 	pd_target_release(&rule->target);
 	pd_counters_put(rule->counters);
+	mem_cgroup_put(rule->memcg);
 	kmem_cache_free(pd_rule_cache, rule);
 }
 

@@ -18,6 +18,7 @@
 #include "counters.h"
 #include "target.h"
 
+struct mem_cgroup;
 struct pd_class;
 struct pd_txn;
 
@@ -58,6 +59,8 @@ struct pd_rule {
 	struct pd_target target;
 	struct pd_key	key;
 	u32		id;
+	/* Whose memory cgroup pays for the UDP flows it steers (reply.c). */
+	struct mem_cgroup *memcg;
 
 	/*
 	 * Transaction state: staged, not yet seen by packets; or leaving;
@@ -70,6 +73,8 @@ struct pd_rule {
 	u8		del_reason;	/* enum portdispatch_del_reason */
 	/* Beside the flags: the rule then fits four cache lines, not five. */
 	u16		class_subtree_last;
+	/* Left the table: see pd_rule_retire(). */
+	bool		gone;
 
 	/* The store's two indexes (store.c). */
 	struct rb_node	port_rb;	/* all rules of a protocol */
@@ -79,7 +84,11 @@ struct pd_rule {
 
 	struct list_head del_node;	/* batch journal, then garbage */
 	struct list_head sock_node;	/* pd_net.sock_rules */
-	struct list_head build_node;	/* scratch for table builds */
+	union {
+		struct list_head build_node;	/* scratch for table builds */
+		/* Once gone, never built again (pd_rule_retire()). */
+		struct pd_rule	*replaced_by;
+	};
 };
 
 int pd_rules_init(void);
@@ -106,6 +115,26 @@ static inline bool pd_rule_live_after(const struct pd_rule *rule,
 static inline bool pd_rule_is_socket(const struct pd_rule *rule)
 {
 	return rule->target.kind == PD_TARGET_SOCKET;
+}
+
+static inline bool pd_rule_is_udp(const struct pd_rule *rule)
+{
+	return rule->key.proto == PD_UDP;
+}
+
+/*
+ * @rule has left the published table, in favour of @successor if a replace
+ * put one there. Under pd_net.lock, before pd_replies_forget(): flows whose
+ * datagrams found @rule go on with a successor that has its target.
+ */
+static inline void pd_rule_retire(struct pd_rule *rule,
+				  struct pd_rule *successor)
+{
+	if (successor && !pd_target_same(&rule->target, &successor->target))
+		successor = NULL;
+	/* Over build_node, which pointed at itself. */
+	WRITE_ONCE(rule->replaced_by, successor);
+	WRITE_ONCE(rule->gone, true);
 }
 
 /*

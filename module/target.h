@@ -28,14 +28,14 @@ enum pd_target_kind {
 };
 
 struct pd_target {
-	enum pd_target_kind kind;
+	u8		kind;		/* enum pd_target_kind */
 	u16		port;		/* PD_TARGET_PORT */
 
 	/* PD_TARGET_SOCKET */
+	u32		owner_fd;	/* beside the above: a word saved */
 	struct sock	*sk;
 	struct pid	*owner;		/* the process named, for reports */
 	struct pid_namespace *owner_ns;	/* whose numbering named it */
-	u32		owner_fd;
 	unsigned long	ino;
 	char		comm[TASK_COMM_LEN];
 	/* Where it was bound when named: a closed socket forgets. */
@@ -58,6 +58,14 @@ void pd_target_release(struct pd_target *target);
 
 bool pd_target_closed(const struct pd_target *target);
 u8 pd_target_state(const struct pd_target *target);
+
+static inline bool pd_target_same(const struct pd_target *a,
+				  const struct pd_target *b)
+{
+	if (a->kind != b->kind)
+		return false;
+	return a->kind == PD_TARGET_PORT ? a->port == b->port : a->sk == b->sk;
+}
 
 /* A UDP socket that can take datagrams that are not its connection's. */
 static inline bool pd_udp_ready(const struct sock *sk)

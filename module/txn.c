@@ -20,6 +20,7 @@
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
+#include "reply.h"
 #include "table.h"
 #include "txn.h"
 
@@ -56,6 +57,7 @@ struct pd_txn {
 	bool		out_of_memory;	/* one failed so: the journal is gone */
 	long		delta;		/* published rules after commit, minus now */
 	long		udp6_delta;	/* the same for UDP rules that IPv6 can match */
+	long		udp_delta;	/* ... and for UDP rules */
 	struct list_head journal;	/* struct pd_change, in command order */
 	struct list_head blocks;	/* where the changes live */
 	DECLARE_BITMAP(dirty, PD_NDIRTY);
@@ -155,6 +157,7 @@ static void pd_change_remove(struct pd_txn *txn, struct pd_change *c,
 	c->nr_removed++;
 	txn->delta--;
 	txn->udp6_delta -= pd_rule_is_udp6(rule);
+	txn->udp_delta -= pd_rule_is_udp(rule);
 	pd_table_mark_dirty(txn->dirty, rule->key.proto, rule->key.port_min,
 			    rule->key.port_max);
 }
@@ -174,10 +177,12 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 		list_del_init(&rule->del_node);
 		txn->delta++;
 		txn->udp6_delta += pd_rule_is_udp6(rule);
+		txn->udp_delta += pd_rule_is_udp(rule);
 	}
 	if (c->added) {
 		txn->delta--;
 		txn->udp6_delta -= pd_rule_is_udp6(c->added);
+		txn->udp_delta -= pd_rule_is_udp(c->added);
 		pd_store_remove(&pn->store, c->added);
 		pd_rule_free(c->added);
 	}
@@ -307,6 +312,7 @@ int pd_txn_add(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule,
 	c->added = rule;
 	txn->delta++;
 	txn->udp6_delta += pd_rule_is_udp6(rule);
+	txn->udp_delta += pd_rule_is_udp(rule);
 	pd_table_mark_dirty(txn->dirty, key->proto, key->port_min,
 			    key->port_max);
 	return 0;
@@ -423,6 +429,7 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 			  struct pd_garbage *g)
 {
 	struct pd_change *c, *tmp;
+	bool udp_left = false;
 	struct pd_rule *rule;
 
 	list_for_each_entry_safe(c, tmp, &txn->journal, node) {
@@ -441,6 +448,9 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 			pd_store_remove(&pn->store, rule);
 			list_del_init(&rule->sock_node);
 			pn->nr_rules--;
+			pd_rule_retire(rule, c->op == PD_OP_REPLACE ?
+					     c->added : NULL);
+			udp_left |= pd_rule_is_udp(rule);
 		}
 		/* The host's count: now it holds exactly the published rules. */
 		pd_txn_host_release(c->nr_removed + c->host_charged -
@@ -449,6 +459,8 @@ static void pd_txn_finish(struct pd_net *pn, struct pd_txn *txn,
 		list_del(&c->node);
 		cond_resched();
 	}
+	if (udp_left)
+		pd_replies_forget(pn);
 }
 
 /*
@@ -475,7 +487,7 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 		  struct netlink_ext_ack *extack)
 {
 	struct pd_table *old, *table;
-	unsigned int udp6_rules;
+	unsigned int udp6_rules, udp_rules;
 	struct pd_garbage *g;
 	int err;
 
@@ -513,6 +525,20 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	udp6_rules = pn->udp6_rules + txn->udp6_delta;
 	if (udp6_rules)
 		WRITE_ONCE(pn->dp->reassemble6, true);
+	/*
+	 * A UDP rule's flows need their table and hooks before it is seen;
+	 * the last UDP rule's leaving starts the reply hooks' linger, also
+	 * when the change is patched in place.
+	 */
+	udp_rules = pn->udp_rules + txn->udp_delta;
+	if (udp_rules && pd_replies_prepare(pn)) {
+		NL_SET_ERR_MSG(extack, "out of memory for the table of UDP flows");
+		err = -ENOMEM;
+		goto unflag;
+	}
+	err = pd_attach_update(pn, !!old, udp_rules);
+	if (err)
+		goto unhook;
 
 	if (pd_txn_patch(txn, old))
 		goto published;
@@ -529,17 +555,17 @@ int pd_txn_commit(struct pd_net *pn, struct pd_txn *txn,
 	}
 
 	/* Only registering can fail, and only a table needs it. */
-	err = pd_attach_update(pn, !!table);
+	err = pd_attach_update(pn, !!table, udp_rules);
 	if (err) {
-		NL_SET_ERR_MSG(extack, "could not register the netfilter hooks");
 		pd_table_discard(table, txn->dirty);
-		goto unflag;
+		goto unhook;
 	}
 	rcu_assign_pointer(pn->dp->table, table);
 	g->table = old;
 
 published:
 	pn->udp6_rules = udp6_rules;
+	pn->udp_rules = udp_rules;
 	if (!udp6_rules)
 		WRITE_ONCE(pn->dp->reassemble6, false);
 	INIT_LIST_HEAD(&g->rules);
@@ -551,6 +577,10 @@ published:
 	pd_reaper_arm(pn);
 	return 0;
 
+unhook:
+	NL_SET_ERR_MSG(extack, "could not register the netfilter hooks");
+	/* Hooks this commit registered for nothing go with the linger. */
+	pd_attach_update(pn, !!old, pn->udp_rules);
 unflag:
 	if (!pn->udp6_rules)
 		WRITE_ONCE(pn->dp->reassemble6, false);
