@@ -522,6 +522,8 @@ static __always_inline unsigned int pd_reply_hook(void *priv,
 		if (ip6h->nexthdr != IPPROTO_UDP) {
 			if (!ipv6_ext_hdr(ip6h->nexthdr))
 				return NF_ACCEPT;
+			/* From 0: a start would have to be an IPv6 header. */
+			thoff = 0;
 			if (ipv6_find_hdr(skb, &thoff, -1, NULL, &flags) !=
 			    IPPROTO_UDP || (flags & IP6_FH_F_FRAG))
 				return NF_ACCEPT;
