@@ -97,7 +97,7 @@ lines_are()
 # steered_is NS PROTO PORT N: the rule PROTO PORT of NS steered N flows.
 steered_is()
 {
-	local line re="^$2 $3 .* steered ([0-9]+) undeliverable ([0-9]+)$" list
+	local line re="^$2 $3 .* steered ([0-9]+) undeliverable ([0-9]+)( replies [0-9]+)?$" list
 
 	list=$(ip netns exec "$1" "$PORTCTL" -s list) || fail "portctl -s list: $list"
 	while IFS= read -r line; do
