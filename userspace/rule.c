@@ -142,11 +142,18 @@ static void parse_stats(const struct nlattr *nest, struct rule *r)
 	mnl_attr_for_each_nested(a, nest) {
 		if (!valid(a, MNL_TYPE_U64))
 			continue;
-		if (mnl_attr_get_type(a) == PORTDISPATCH_A_RULE_STATS_STEERED)
+		switch (mnl_attr_get_type(a)) {
+		case PORTDISPATCH_A_RULE_STATS_STEERED:
 			r->steered = mnl_attr_get_u64(a);
-		else if (mnl_attr_get_type(a) ==
-			 PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE)
+			break;
+		case PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE:
 			r->undeliverable = mnl_attr_get_u64(a);
+			break;
+		case PORTDISPATCH_A_RULE_STATS_REPLIES:
+			r->has_replies = true;
+			r->replies = mnl_attr_get_u64(a);
+			break;
+		}
 	}
 }
 
@@ -377,6 +384,11 @@ void rule_print(const char *key, const struct rule *r, bool stats)
 		print_uint("steered", " steered %s", r->steered);
 		print_uint("undeliverable", " undeliverable %s",
 			   r->undeliverable);
+		/* Only UDP rules rewrite replies, and only newer modules. */
+		if (r->has_replies)
+			print_uint("replies", " replies %s", r->replies);
+		else
+			print_null("replies");
 		print_close_object();
 	}
 	print_close_object();

@@ -49,6 +49,8 @@ struct rule {
 	bool has_stats;
 	uint64_t steered;
 	uint64_t undeliverable;
+	bool has_replies;		/* UDP rules, from modules that count */
+	uint64_t replies;
 	bool has_reason;
 	uint8_t reason;
 	bool has_count;
