@@ -126,6 +126,12 @@ int cmd_stats(int argc, char **argv, const struct options *opt)
 		{ PORTDISPATCH_A_NS_STATS_RULES, "rules", "rules %s\n" },
 		{ PORTDISPATCH_A_NS_STATS_MAX_RULES, "max_rules",
 		  "max_rules %s\n" },
+		{ PORTDISPATCH_A_NS_STATS_UDP_FLOWS, "udp_flows",
+		  "udp_flows %s\n" },
+		{ PORTDISPATCH_A_NS_STATS_MAX_UDP_FLOWS, "max_udp_flows",
+		  "max_udp_flows %s\n" },
+		{ PORTDISPATCH_A_NS_STATS_UDP_FLOWS_MISSED, "udp_flows_missed",
+		  "udp_flows_missed %s\n" },
 	};
 	char buf[NL_MSG_MAX];
 	struct ns_stats s = { .seen = false };
