@@ -153,13 +153,20 @@ tcp 443 ipv6 dst 2001:db8::/64 -> port 8443
 udp 5000-5010 ipv4 dst 192.0.2.0/24 -> port 5353" list
 expect_out "list -s" "tcp 80 any -> port 8080 steered 0 undeliverable 0
 tcp 443 ipv6 dst 2001:db8::/64 -> port 8443 steered 0 undeliverable 0
-udp 5000-5010 ipv4 dst 192.0.2.0/24 -> port 5353 steered 0 undeliverable 0" -s list
+udp 5000-5010 ipv4 dst 192.0.2.0/24 -> port 5353 steered 0 undeliverable 0 replies 0" -s list
 
 run -j list
 echo "$OUT" >"$WORK/list.json"
 valid_json "list -j fits the schema" "$WORK/list.json"
 check "list -j: dst is null without a prefix" \
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r[0]["dst"] is None and r[0]["target"] == {"type":"port","port":8080}, r[0]' "$WORK/list.json"
+# Read with grep: a python3 more costs a second on the debug kernel.
+replies=$(grep -o '"proto":"[^"]*"\|"replies":[^,}]*' "$WORK/list.json" | tr '\n' ' ')
+if [ "$replies" = '"proto":"tcp" "replies":null "proto":"tcp" "replies":null "proto":"udp" "replies":0 ' ]; then
+	ok "list -j: replies are a UDP rule's, null for TCP"
+else
+	not_ok "list -j: replies are a UDP rule's, null for TCP" "got: $replies"
+fi
 
 run -j add tcp 81 to port 8081
 echo "$OUT" >"$WORK/echo.json"
@@ -178,7 +185,8 @@ fi
 
 run stats
 NL=$'\n'
-re="^lookups [0-9]+${NL}hits [0-9]+${NL}misses [0-9]+${NL}rules 4${NL}max_rules [0-9]+$"
+re="^lookups [0-9]+${NL}hits [0-9]+${NL}misses [0-9]+${NL}rules 4${NL}max_rules [0-9]+"
+re+="${NL}udp_flows 0${NL}max_udp_flows [0-9]+${NL}udp_flows_missed 0$"
 if [ "$RC" = 0 ] && [[ $OUT =~ $re ]]; then
 	ok "stats"
 else
@@ -187,6 +195,12 @@ fi
 run -j stats
 echo "$OUT" >"$WORK/stats.json"
 valid_json "stats -j fits the schema" "$WORK/stats.json"
+re=',"udp_flows":0,"max_udp_flows":[0-9]+,"udp_flows_missed":0}$'
+if [[ $OUT =~ $re ]]; then
+	ok "stats -j: the UDP flows, their limit and the missed ones"
+else
+	not_ok "stats -j: the UDP flows, their limit and the missed ones" "$OUT"
+fi
 
 # listed PROTO PORT: the lines of list for that rule's key.
 listed() {
