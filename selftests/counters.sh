@@ -11,7 +11,9 @@
 # Namespace: lookups = hits + misses, every TCP/UDP packet that consulted
 # the table; none at all while the namespace has no rule (no hooks).
 # Rule: steered and undeliverable count new flows, not packets; for UDP
-# every datagram that no connected socket owns is a new flow.
+# every datagram that no connected socket owns is a new flow. A UDP rule
+# counts replies from 0; a TCP rule has no such counter. The namespace's
+# UDP flows (remembered, missed) start at 0 under the max_udp_flows param.
 
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/ns_lib.sh"
@@ -65,6 +67,10 @@ test_no_rules_no_lookups()
 	check_eq "$(ns_stat lookups)" 0 "lookups in a namespace without rules"
 	check_eq "$(ns_stat hits)" 0 "hits in a namespace without rules"
 	check_eq "$(ns_stat misses)" 0 "misses in a namespace without rules"
+	check_eq "$(ns_stat udp_flows)" 0 "UDP flows in a namespace without rules"
+	check_eq "$(ns_stat udp_flows_missed)" 0 "UDP flows missed in a namespace without rules"
+	check_eq "$(ns_stat max_udp_flows)" "$(cat "$PD_PARAMS/max_udp_flows")" \
+		"the UDP flows' limit"
 }
 
 test_miss_counts_only_misses()
@@ -95,6 +101,7 @@ test_steered_counts_flows_not_packets()
 	done
 	check_eq "$(rule_stat 80 steered)" 3 "steered after three connections"
 	check_eq "$(rule_stat 80 undeliverable)" 0 "undeliverable after three steered connections"
+	check_eq "$(rule_stat 80 replies)" "" "replies of a TCP rule"
 	h1=$(ns_stat hits)
 	# Each connection sends a SYN, an ACK and more to port 80: hits are packets.
 	[ "$h1" -ge $((h0 + 6)) ] || fail "hits moved from $h0 to $h1 for three connections"
@@ -155,6 +162,7 @@ test_udp_counts_datagrams()
 	setup_ns NS
 	ns_server dns "$NS" -u -b 127.0.0.1 -p 5353
 	pc add udp 53 to port 5353
+	check_eq "$(rule_stat 53 replies)" 0 "replies of a UDP rule before any datagram"
 	h0=$(ns_stat hits)
 	for ((i = 0; i < flows; i++)); do
 		connect -u -a 127.0.0.1 -p 53 -n "$per" -w 0 > /dev/null
