@@ -22,20 +22,9 @@ NS=
 
 pc() { ip netns exec "$NS" "$PORTCTL" "$@"; }
 
-# The counters are read from portctl's text with bash alone: a python3
-# per read made this test the slowest of all on the debug kernel. Their
-# JSON form is portctl.sh's business.
-
-# rule_stat PORT KEY: one counter of the rule starting at PORT.
-rule_stat()
-{
-	local line re="^(tcp|udp) $1[ -].* $2 ([0-9]+)( |\$)"
-
-	while IFS= read -r line; do
-		[[ $line =~ $re ]] && { echo "${BASH_REMATCH[2]}"; return; }
-	done <<< "$(pc -s list)"
-	return 1
-}
+# The counters are read from portctl's text with bash alone (ns_stat,
+# rule_stat): a python3 per read made this test the slowest of all on the
+# debug kernel. Their JSON form is portctl.sh's business.
 
 serve()
 {

@@ -11,7 +11,9 @@
 # Each test runs in a subshell with errexit: the first failing command or
 # assertion ends it. `fail MSG` and `skip REASON` end it explicitly.
 # Cleanups registered with `defer CMD...` run when the test ends, whatever
-# way it ends, last registered first.
+# way it ends, last registered first; those registered outside a test
+# (for what several tests share: a namespace, a server) when the script
+# ends.
 
 set -u
 
@@ -83,6 +85,7 @@ run_test()
 	: > "$_skip_file"
 	(
 		set -eE
+		_defer_cmds=()	# the script's own, not the test's
 		trap _run_deferred EXIT
 		"$@"
 	) 2>&1 | _ktap_diag
@@ -106,7 +109,7 @@ run_test()
 }
 
 _skip_file=$(mktemp)
-trap 'rm -f "$_skip_file"' EXIT
+trap '_run_deferred; rm -f "$_skip_file"' EXIT
 
 fail()
 {
@@ -235,6 +238,19 @@ ns_stat()
 	while read -r k v; do
 		[ "$k" = "$1" ] && { echo "$v"; return; }
 	done <<< "$(pcn "${2:-$NS}" stats)"
+	return 1
+}
+
+# rule_stat PORT KEY [NAMESPACE]: one counter of the rule whose range
+# starts at PORT, in `portctl -s list` of NAMESPACE (by default $NS), read
+# with bash alone too; 1 if there is no such rule or counter.
+rule_stat()
+{
+	local line re="^(tcp|udp) $1[ -].* $2 ([0-9]+)( |\$)"
+
+	while IFS= read -r line; do
+		[[ $line =~ $re ]] && { echo "${BASH_REMATCH[2]}"; return; }
+	done <<< "$(pcn "${3:-$NS}" -s list)"
 	return 1
 }
 
