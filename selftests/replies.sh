@@ -89,31 +89,11 @@ dig_is()
 # rule_is PORT KEY N [NS]: the rule on PORT (in NS, by default S) counted N.
 rule_is()
 {
-	local ns=${4:-$S}
+	local n ns=${4:-$S}
 
-	if ! REPLY=$(rule_stat "$1" "$2" "$ns"); then
-		[ "$2" = replies ] ||
-			fail "portctl -s list shows no $2 for the rule on $1: $(pcn "$ns" -s list)"
-		ynl_replies "$1" "$ns"
-	fi
-	check_eq "$REPLY" "$3" "$2 of the rule on port $1"
-}
-
-# ynl_replies PORT NS: the replies counter of the UDP rule on PORT, as the
-# kernel sends it, read by the kernel's own netlink client through
-# uapi/portdispatch.yaml, in $REPLY: for as long as portctl -s list does
-# not show it (seconds under TCG, where portctl takes milliseconds).
-YNL=$PD_CACHE/src/linux-source-6.12/tools/net/ynl/cli.py
-ynl_replies()
-{
-	local out re="\"proto\": 17, \"port-min\": $1, \"port-max\": [0-9]+, \"target\": \\{[^}]*\\}, \"stats\": \\{[^}]*\"replies\": ([0-9]+)"
-
-	echo "portctl -s list shows no replies: the kernel's count, read with ynl"
-	[ -f "$YNL" ] || fail "no $YNL to read them with (scripts/setup unpacks it)"
-	out=$(ip netns exec "$2" python3 "$YNL" --spec "$TOP/uapi/portdispatch.yaml" \
-		--no-schema --output-json --dump rule-get 2>&1) || fail "ynl: $out"
-	[[ $out =~ $re ]] || fail "the kernel sent no replies for udp $1: $out"
-	REPLY=${BASH_REMATCH[1]}
+	n=$(rule_stat "$1" "$2" "$ns") ||
+		fail "portctl -s list shows no $2 for the rule on $1: $(pcn "$ns" -s list)"
+	check_eq "$n" "$3" "$2 of the rule on port $1"
 }
 
 # ---------------------------------------------- shared by every test
@@ -314,7 +294,40 @@ test_replies_counted()
 	rule_is 53 replies 3
 }
 
-ktap_plan 9
+# nft_count NS RULE-COMMENT: the packets that nft's counter on the rule
+# with that comment has seen, in NS.
+nft_count()
+{
+	local re="counter packets ([0-9]+) bytes [0-9]+ comment \"$2\""
+
+	[[ $(ip netns exec "$1" nft list table inet replies) =~ $re ]] &&
+		echo "${BASH_REMATCH[1]}"
+}
+
+# The rewrite comes before conntrack: conntrack, and every rule that
+# matches its states, sees the answer as the reply of the query's flow,
+# not as a new flow from port 5353.
+test_conntrack_sees_one_flow()
+{
+	ip netns exec "$S" nft -f - <<-'EOF' || fail "nft could not load its table"
+	table inet replies {
+		chain out {
+			type filter hook output priority 0;
+			udp sport 53 ct state established ct direction reply counter comment "reply"
+			udp sport { 53, 5353 } ct state new counter comment "new"
+		}
+	}
+	EOF
+	defer ip netns exec "$S" nft delete table inet replies
+	pcn "$S" add udp 53 to port 5353
+	defer pcn "$S" flush
+	dig_is "$S" 127.0.0.1 A "$A"
+	dig_is "$C" 2001:db8::1 AAAA "$AAAA"
+	check_eq "$(nft_count "$S" reply)" 2 "answers conntrack saw as replies"
+	check_eq "$(nft_count "$S" new)" 0 "answers conntrack saw as new flows"
+}
+
+ktap_plan 10
 run_test "dig gets dnsmasq's answer through udp 53 -> port 5353, IPv4" test_port_ipv4
 run_test "dig gets dnsmasq's answer through udp 53 -> port 5353, IPv6" test_port_ipv6
 run_test "dig gets dnsmasq's answer through udp 53 -> dnsmasq's IPv4 socket" test_socket_ipv4
@@ -324,4 +337,5 @@ run_test "queries straight to 5353 are answered from 5353, not steered, not rewr
 run_test "a server that answers from port 53 itself is left alone" test_own_replies_untouched
 run_test "TCP is untouched: curl gets nginx's page through tcp 80 -> port 8080" test_tcp_untouched
 run_test "the rule counts the answers it sent from port 53" test_replies_counted
+run_test "conntrack sees each answer as the reply of its query's flow" test_conntrack_sees_one_flow
 ktap_finish
