@@ -3,6 +3,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/hash.h>
 #include <linux/jhash.h>
 #include <linux/memcontrol.h>
 #include <linux/module.h>
@@ -38,6 +39,7 @@ MODULE_PARM_DESC(udp_timeout_stream, "The same, once the flow has had replies fo
 
 #define PD_REPLY_BUCKET_BITS	12
 #define PD_REPLY_LOCK_BITS	6
+#define PD_REPLY_SENDER_BITS	10
 /* conntrack calls a UDP flow a stream once it has had replies this long. */
 #define PD_REPLY_STREAM_AGE	(2 * HZ)
 /* How often the collector looks for expired flows, at most. */
@@ -65,6 +67,12 @@ struct pd_replies {
 	atomic64_t		missed;
 	u32			seed;
 	struct delayed_work	gc;
+	/*
+	 * Flows by a hash of their target socket: a datagram that any other
+	 * socket sends leaves after one multiplication and one load, with
+	 * no hash of its addresses, whatever the number of flows.
+	 */
+	atomic_t		senders[1 << PD_REPLY_SENDER_BITS];
 	spinlock_t		locks[1 << PD_REPLY_LOCK_BITS];
 	struct hlist_head	buckets[1 << PD_REPLY_BUCKET_BITS];
 };
@@ -93,6 +101,12 @@ static u32 pd_reply_hash(const struct pd_replies *r, const struct sock *sk,
 	else
 		addr = __ipv6_addr_jhash(&client->v6, r->seed);
 	return jhash_3words(addr, (__force u32)port, hash32_ptr(sk), r->seed);
+}
+
+static inline atomic_t *pd_reply_senders(struct pd_replies *r,
+					 const struct sock *sk)
+{
+	return &r->senders[hash_ptr(sk, PD_REPLY_SENDER_BITS)];
 }
 
 static inline spinlock_t *pd_reply_lock(struct pd_replies *r, u32 hash)
@@ -175,6 +189,7 @@ static void pd_reply_free_rcu(struct rcu_head *head)
 static void pd_reply_unlink(struct pd_replies *r, struct pd_reply_flow *f)
 {
 	hlist_del_rcu(&f->node);
+	atomic_dec(pd_reply_senders(r, f->sk));
 	atomic_dec(&r->count);
 	call_rcu(&f->rcu, pd_reply_free_rcu);
 }
@@ -290,6 +305,7 @@ void pd_reply_note(struct pd_replies *r, const struct sock *sk,
 		hlist_replace_rcu(&old->node, &f->node);
 		call_rcu(&old->rcu, pd_reply_free_rcu);
 	} else if (pd_reply_room(r, head, now)) {
+		atomic_inc(pd_reply_senders(r, sk));
 		hlist_add_head_rcu(&f->node, head);
 		atomic_inc(&r->count);
 	} else {
@@ -487,9 +503,8 @@ static noinline unsigned int pd_reply_rewrite(struct sk_buff *skb,
 }
 
 /*
- * Every datagram the namespace sends while it has UDP rules comes here;
- * one that is no steered flow's reply leaves after a hash and an empty
- * bucket, or sooner when no flow is remembered at all.
+ * Every packet the namespace sends while it has UDP rules comes here; one
+ * whose socket is no flow's target leaves at the first test.
  */
 static __always_inline unsigned int pd_reply_hook(void *priv,
 						  struct sk_buff *skb,
@@ -504,7 +519,7 @@ static __always_inline unsigned int pd_reply_hook(void *priv,
 	struct udphdr _uh;
 	unsigned long now;
 
-	if (!skb->sk || !atomic_read(&r->count))
+	if (!skb->sk || !atomic_read(pd_reply_senders(r, skb->sk)))
 		return NF_ACCEPT;
 
 	if (family == AF_INET) {
