@@ -74,27 +74,6 @@ static int client_connect(int family, int type, const char *addr, int port)
 	return fd;
 }
 
-/* "127.0.0.1:80", "[::1]:80", "[::ffff:127.0.0.1]:80". */
-static const char *fmt_ss(const struct sockaddr_storage *ss, char *buf,
-			  size_t len)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
-			  host, sizeof(host));
-		snprintf(buf, len, "%s:%d", host, pd_sockaddr_port(ss));
-	} else if (ss->ss_family == AF_INET6) {
-		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)ss)->sin6_addr, host,
-			  sizeof(host));
-		snprintf(buf, len, "[%s]:%d", host, pd_sockaddr_port(ss));
-	} else {
-		snprintf(buf, len, "(family %d)", ss->ss_family);
-	}
-	return buf;
-}
-
 /* The same text for an address and port given separately. */
 static const char *hostport(int family, const char *addr, int port,
 			    char *buf, size_t len)
@@ -102,7 +81,7 @@ static const char *hostport(int family, const char *addr, int port,
 	struct sockaddr_storage ss;
 
 	pd_sockaddr(family, addr, port, &ss);
-	return fmt_ss(&ss, buf, len);
+	return pd_fmt_ss(&ss, buf, len);
 }
 
 /*
@@ -124,67 +103,23 @@ static int accept_local(int lfd, int ms, char *local, size_t len)
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen))
 		snprintf(local, len, "getsockname: %s", strerror(errno));
 	else
-		fmt_ss(&ss, local, len);
+		pd_fmt_ss(&ss, local, len);
 	return fd;
-}
-
-/*
- * A counter of the namespace's network stack: @name in @file, which is
- * either "Name value" lines (/proc/net/snmp6) or, when @table is given,
- * pairs of "Table: names..." and "Table: values..." lines (/proc/net/snmp,
- * /proc/net/netstat). -1 when it is not there.
- */
-static long proc_counter(const char *file, const char *table,
-			 const char *name)
-{
-	char names[4096] = "", line[4096], *ns, *vs, *n, *v;
-	size_t tlen = table ? strlen(table) : 0;
-	long value = -1;
-	FILE *f = fopen(file, "r");
-
-	if (!f)
-		return -1;
-	while (value < 0 && fgets(line, sizeof(line), f)) {
-		if (!table) {
-			n = strtok_r(line, "\n ", &vs);
-			v = strtok_r(NULL, "\n ", &vs);
-			if (n && v && !strcmp(n, name))
-				value = strtol(v, NULL, 10);
-			continue;
-		}
-		if (strncmp(line, table, tlen) || line[tlen] != ':')
-			continue;
-		if (!names[0]) {
-			memcpy(names, line, sizeof(names));
-			continue;
-		}
-		n = strtok_r(names, "\n ", &ns);
-		v = strtok_r(line, "\n ", &vs);
-		for (; n && v; n = strtok_r(NULL, "\n ", &ns),
-		     v = strtok_r(NULL, "\n ", &vs)) {
-			if (!strcmp(n, name)) {
-				value = strtol(v, NULL, 10);
-				break;
-			}
-		}
-		break;
-	}
-	fclose(f);
-	return value;
 }
 
 /* Datagrams the stack cut into fragments, per family. */
 static long frag_creates(int family)
 {
 	if (family == AF_INET6)
-		return proc_counter("/proc/net/snmp6", NULL, "Ip6FragCreates");
-	return proc_counter("/proc/net/snmp", "Ip", "FragCreates");
+		return pd_proc_counter("/proc/net/snmp6", NULL,
+				       "Ip6FragCreates");
+	return pd_proc_counter("/proc/net/snmp", "Ip", "FragCreates");
 }
 
 /* SYNs sent again because the first went unanswered. */
 static long syn_retrans(void)
 {
-	return proc_counter("/proc/net/netstat", "TcpExt", "TCPSynRetrans");
+	return pd_proc_counter("/proc/net/netstat", "TcpExt", "TCPSynRetrans");
 }
 
 /*
@@ -454,7 +389,7 @@ static ssize_t udp_recv(int fd, int ms, void *buf, size_t len, char *orig,
 		       cm->cmsg_type == IPV6_ORIGDSTADDR)))
 			continue;
 		memcpy(&ss, CMSG_DATA(cm), clen < sizeof(ss) ? clen : sizeof(ss));
-		fmt_ss(&ss, orig, origlen);
+		pd_fmt_ss(&ss, orig, origlen);
 	}
 	return n;
 }

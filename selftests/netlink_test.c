@@ -742,34 +742,6 @@ FIXTURE(limit) {
 	bool changed;
 };
 
-static int write_param(const char *path, const char *value)
-{
-	int fd = open(path, O_WRONLY), err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, value, strlen(value)) != (ssize_t)strlen(value))
-		err = -errno;
-	close(fd);
-	return err;
-}
-
-static int read_param(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
 /* Lowers max_rules to 3, last: the teardown restores it once it changed. */
 FIXTURE_SETUP(limit)
 {
@@ -777,11 +749,11 @@ FIXTURE_SETUP(limit)
 
 	ASSERT_EQ(0, pd_enter_netns());
 	open_nl(_metadata, &self->nl);
-	err = read_param(MAX_RULES_PARAM, self->saved, sizeof(self->saved));
+	err = pd_read_file(MAX_RULES_PARAM, self->saved, sizeof(self->saved));
 	if (err)
 		SKIP(_exit(255), "cannot read %s: %s", MAX_RULES_PARAM,
 		     strerror(-err));
-	err = write_param(MAX_RULES_PARAM, "3");
+	err = pd_write_file(MAX_RULES_PARAM, "3");
 	ASSERT_EQ(0, err) TH_LOG("writing %s: %s", MAX_RULES_PARAM, strerror(-err));
 	self->changed = true;
 }
@@ -799,9 +771,9 @@ FIXTURE_TEARDOWN(limit)
 	pdn_close(&self->nl);
 	if (!self->changed)
 		return;
-	err = write_param(MAX_RULES_PARAM, self->saved);
+	err = pd_write_file(MAX_RULES_PARAM, self->saved);
 	if (!err)
-		err = read_param(MAX_RULES_PARAM, now, sizeof(now));
+		err = pd_read_file(MAX_RULES_PARAM, now, sizeof(now));
 	if (err || strcmp(self->saved, now))
 		TH_LOG("could not restore max_rules to %s (it is \"%s\"): %s",
 		       self->saved, now, strerror(-err));
@@ -1845,7 +1817,7 @@ TEST_F(pd, stats)
 	ASSERT_LE(0, usock);
 	ASSERT_LE(0, plain);
 	ASSERT_LE(0, csock);
-	ASSERT_EQ(0, read_param(MAX_RULES_PARAM, param, sizeof(param)));
+	ASSERT_EQ(0, pd_read_file(MAX_RULES_PARAM, param, sizeof(param)));
 
 	ASSERT_ACKED(pdn_stats(&self->nl, &s, &st), &st, "STATS_GET");
 	EXPECT_EQ(1u, st.replies);

@@ -231,4 +231,103 @@ static inline bool pd_readable(int fd, int ms)
 	return poll(&p, 1, ms) == 1;
 }
 
+/* "127.0.0.1:80", "[::1]:80", "[::ffff:127.0.0.1]:80". */
+static inline const char *pd_fmt_ss(const struct sockaddr_storage *ss,
+				    char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+			  host, sizeof(host));
+		snprintf(buf, len, "%s:%d", host, pd_sockaddr_port(ss));
+	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)ss)->sin6_addr, host,
+			  sizeof(host));
+		snprintf(buf, len, "[%s]:%d", host, pd_sockaddr_port(ss));
+	} else {
+		snprintf(buf, len, "(family %d)", ss->ss_family);
+	}
+	return buf;
+}
+
+/*
+ * A counter of the namespace's network stack: @name in @file, which is
+ * either "Name value" lines (/proc/net/snmp6) or, when @table is given,
+ * pairs of "Table: names..." and "Table: values..." lines (/proc/net/snmp,
+ * /proc/net/netstat). -1 when it is not there.
+ */
+static inline long pd_proc_counter(const char *file, const char *table,
+				   const char *name)
+{
+	char names[4096] = "", line[4096], *ns, *vs, *n, *v;
+	size_t tlen = table ? strlen(table) : 0;
+	long value = -1;
+	FILE *f = fopen(file, "r");
+
+	if (!f)
+		return -1;
+	while (value < 0 && fgets(line, sizeof(line), f)) {
+		if (!table) {
+			n = strtok_r(line, "\n ", &vs);
+			v = strtok_r(NULL, "\n ", &vs);
+			if (n && v && !strcmp(n, name))
+				value = strtol(v, NULL, 10);
+			continue;
+		}
+		if (strncmp(line, table, tlen) || line[tlen] != ':')
+			continue;
+		if (!names[0]) {
+			memcpy(names, line, sizeof(names));
+			continue;
+		}
+		n = strtok_r(names, "\n ", &ns);
+		v = strtok_r(line, "\n ", &vs);
+		for (; n && v; n = strtok_r(NULL, "\n ", &ns),
+		     v = strtok_r(NULL, "\n ", &vs)) {
+			if (!strcmp(n, name)) {
+				value = strtol(v, NULL, 10);
+				break;
+			}
+		}
+		break;
+	}
+	fclose(f);
+	return value;
+}
+
+/*
+ * Write @value to a file (a module parameter, a sysctl, a cgroup's
+ * control file): 0 or -errno.
+ */
+static inline int pd_write_file(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, value, strlen(value)) != (ssize_t)strlen(value))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* A file's first line, without its newline: 0 or -errno. */
+static inline int pd_read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
 #endif /* _PD_TEST_H */
