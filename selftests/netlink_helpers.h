@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * portdispatch's generic netlink family spoken directly with libmnl, for
- * netlink_test.c (never through portctl): resolve the family and its
- * "events" group through nlctrl, build requests while remembering where
- * each attribute went (so that an extended ack's NLMSGERR_ATTR_OFFS can be
- * checked against the attribute that was meant), and read acks with their
- * extended-ack TLVs, dumps, echoes and events.
+ * netlink_test.c and reply_test.c (never through portctl): resolve the
+ * family and its "events" group through nlctrl, build requests while
+ * remembering where each attribute went (so that an extended ack's
+ * NLMSGERR_ATTR_OFFS can be checked against the attribute that was
+ * meant), and read acks with their extended-ack TLVs, dumps (with each
+ * rule's counters), echoes, events and the namespace's counters.
  *
  * Everything is static: the test program includes this once.
  */
@@ -78,6 +79,8 @@ struct pdn_rule {
 	uint8_t plen;
 	uint8_t reason;
 	uint32_t count;
+	uint32_t sseen;		/* bit n: PORTDISPATCH_A_RULE_STATS_n was there */
+	uint64_t steered, undeliverable, replies;
 	struct {
 		uint32_t fd, pid, pid_fd, port;
 		char comm[32];
@@ -92,6 +95,7 @@ struct pdn_rule {
 
 #define PDN_HAS(r, a)	(!!((r)->seen & (1u << (a))))
 #define PDN_THAS(r, a)	(!!((r)->tseen & (1u << (a))))
+#define PDN_SHAS(r, a)	(!!((r)->sseen & (1u << (a))))
 
 /* What the kernel answered to one request. */
 struct pdn_status {
@@ -257,6 +261,33 @@ static int pdn_target_attr(const struct nlattr *a, struct pdn_rule *r)
 	return 0;
 }
 
+static void pdn_stats_attr(const struct nlattr *a, struct pdn_rule *r)
+{
+	uint16_t type = mnl_attr_get_type(a);
+	uint64_t v;
+
+	switch (type) {
+	case PORTDISPATCH_A_RULE_STATS_STEERED:
+	case PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE:
+	case PORTDISPATCH_A_RULE_STATS_REPLIES:
+		break;
+	default:
+		return;		/* PAD, or newer than this test */
+	}
+	if (mnl_attr_validate(a, MNL_TYPE_U64) < 0) {
+		r->malformed = true;
+		return;
+	}
+	r->sseen |= 1u << type;
+	v = mnl_attr_get_u64(a);
+	if (type == PORTDISPATCH_A_RULE_STATS_STEERED)
+		r->steered = v;
+	else if (type == PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE)
+		r->undeliverable = v;
+	else
+		r->replies = v;
+}
+
 /* A message of the family: a rule, or a FLUSH_NTF. */
 static void pdn_parse_rule(const struct nlmsghdr *nlh, unsigned int dgram,
 			   struct pdn_rule *r)
@@ -327,6 +358,10 @@ static void pdn_parse_rule(const struct nlmsghdr *nlh, unsigned int dgram,
 		case PORTDISPATCH_A_RULE_TARGET:
 			mnl_attr_for_each_nested(t, a)
 				pdn_target_attr(t, r);
+			break;
+		case PORTDISPATCH_A_RULE_STATS:
+			mnl_attr_for_each_nested(t, a)
+				pdn_stats_attr(t, r);
 			break;
 		case PORTDISPATCH_A_RULE_REASON:
 			r->reason = mnl_attr_get_u8(a);
@@ -964,6 +999,8 @@ struct pdn_stats {
 	uint32_t seen;		/* bit n: PORTDISPATCH_A_NS_STATS_n */
 	uint64_t lookups, hits, misses;
 	uint32_t rules, max_rules;
+	uint32_t udp_flows, max_udp_flows;
+	uint64_t udp_flows_missed;
 	uint8_t cmd;
 };
 
@@ -1009,6 +1046,7 @@ static int pdn_stats(struct pdn *n, struct pdn_stats *s, struct pdn_status *st)
 			case PORTDISPATCH_A_NS_STATS_LOOKUPS:
 			case PORTDISPATCH_A_NS_STATS_HITS:
 			case PORTDISPATCH_A_NS_STATS_MISSES:
+			case PORTDISPATCH_A_NS_STATS_UDP_FLOWS_MISSED:
 				if (mnl_attr_validate(a, MNL_TYPE_U64))
 					continue;
 				s->seen |= 1u << type;
@@ -1016,18 +1054,26 @@ static int pdn_stats(struct pdn *n, struct pdn_stats *s, struct pdn_status *st)
 					s->lookups = mnl_attr_get_u64(a);
 				else if (type == PORTDISPATCH_A_NS_STATS_HITS)
 					s->hits = mnl_attr_get_u64(a);
-				else
+				else if (type == PORTDISPATCH_A_NS_STATS_MISSES)
 					s->misses = mnl_attr_get_u64(a);
+				else
+					s->udp_flows_missed = mnl_attr_get_u64(a);
 				break;
 			case PORTDISPATCH_A_NS_STATS_RULES:
 			case PORTDISPATCH_A_NS_STATS_MAX_RULES:
+			case PORTDISPATCH_A_NS_STATS_UDP_FLOWS:
+			case PORTDISPATCH_A_NS_STATS_MAX_UDP_FLOWS:
 				if (mnl_attr_validate(a, MNL_TYPE_U32))
 					continue;
 				s->seen |= 1u << type;
 				if (type == PORTDISPATCH_A_NS_STATS_RULES)
 					s->rules = mnl_attr_get_u32(a);
-				else
+				else if (type == PORTDISPATCH_A_NS_STATS_MAX_RULES)
 					s->max_rules = mnl_attr_get_u32(a);
+				else if (type == PORTDISPATCH_A_NS_STATS_UDP_FLOWS)
+					s->udp_flows = mnl_attr_get_u32(a);
+				else
+					s->max_udp_flows = mnl_attr_get_u32(a);
 				break;
 			}
 		}
