@@ -314,7 +314,8 @@ test_conntrack_sees_one_flow()
 		chain out {
 			type filter hook output priority 0;
 			udp sport 53 ct state established ct direction reply counter comment "reply"
-			udp sport { 53, 5353 } ct state new counter comment "new"
+			udp sport 53 ct state new counter comment "new 53"
+			udp sport 5353 ct state new counter comment "new 5353"
 		}
 	}
 	EOF
@@ -324,7 +325,8 @@ test_conntrack_sees_one_flow()
 	dig_is "$S" 127.0.0.1 A "$A"
 	dig_is "$C" 2001:db8::1 AAAA "$AAAA"
 	check_eq "$(nft_count "$S" reply)" 2 "answers conntrack saw as replies"
-	check_eq "$(nft_count "$S" new)" 0 "answers conntrack saw as new flows"
+	check_eq "$(nft_count "$S" "new 53")" 0 "answers conntrack saw as new flows from 53"
+	check_eq "$(nft_count "$S" "new 5353")" 0 "answers conntrack saw as new flows from 5353"
 }
 
 ktap_plan 10
