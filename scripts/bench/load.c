@@ -21,6 +21,7 @@
  *                                  one byte, write one, close
  *   load udp-count [-6] -a ADDR -p PORT -n COUNT [-w WARMUP]
  *   load tcp-count [-6] -a ADDR -p PORT -n COUNT [-w WARMUP] [-s SPORT] [-k PORTS]
+ *   load udp-flows [-6] -a ADDR -p PORT -n CLIENTS [-s SPORT]
  *
  * The two sinks print "ready FD4 FD6", their two sockets' descriptors. The
  * counts first do WARMUP operations untimed, then COUNT timed ones, and
@@ -31,6 +32,10 @@
  * turn (the kernel's own choice of a port is random, and so would be the
  * work of finding one). Any failed operation is an error: nothing answered
  * on the port, or the rule did not steer.
+ *
+ * udp-flows sends one datagram from each of CLIENTS sockets, bound to the
+ * source ports SPORT up, and prints how many it sent: new flows for a UDP
+ * rule to steer (and for the module to remember).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -330,6 +335,39 @@ static int tcp_count(int family, const char *addr, int port, long count,
 	return report(start, now_ns(), count);
 }
 
+/* One datagram from each of @clients sockets, bound to ports @sport up. */
+static int udp_flows(int family, const char *addr, int port, long clients,
+		     int sport)
+{
+	struct sockaddr_storage dst, src;
+	socklen_t len = pd_sockaddr(family, addr, port, &dst), srclen;
+	char buf[64] = { 0 };
+
+	if (sport < 1 || sport + clients - 1 > 65535) {
+		fprintf(stderr, "load: udp-flows: source ports %d-%ld out of range\n",
+			sport, sport + clients - 1);
+		return 2;
+	}
+	for (long i = 0; i < clients; i++) {
+		int fd = socket(family, SOCK_DGRAM, 0), one = 1;
+
+		srclen = pd_sockaddr(family, family == AF_INET ? "0.0.0.0" : "::",
+				     sport + (int)i, &src);
+		if (fd < 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+		    bind(fd, (struct sockaddr *)&src, srclen) ||
+		    connect(fd, (struct sockaddr *)&dst, len) ||
+		    send(fd, buf, sizeof(buf), 0) != sizeof(buf)) {
+			fprintf(stderr, "load: udp-flows: from port %ld to %s port %d: %s\n",
+				sport + i, addr, port, strerror(errno));
+			return 1;
+		}
+		close(fd);
+	}
+	printf("%ld\n", clients);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "", *addr = "127.0.0.1";
@@ -379,8 +417,11 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "tcp-count"))
 		return tcp_count(family, addr, port, count, warmup < 0 ? nports : warmup,
 				 sport, nports);
+	if (!strcmp(mode, "udp-flows"))
+		return udp_flows(family, addr, port, count, sport);
 	fprintf(stderr, "usage: load udp-sink|tcp-sink|udp-flood|tcp-conn [-6] [-t] [-a ADDR] -p PORT [-d SECONDS]\n"
 			"       load udp-hold|tcp-echo [-t] -p PORT\n"
-			"       load udp-count|tcp-count [-6] [-a ADDR] -p PORT [-n COUNT] [-w WARMUP] [-s SPORT] [-k PORTS]\n");
+			"       load udp-count|tcp-count [-6] [-a ADDR] -p PORT [-n COUNT] [-w WARMUP] [-s SPORT] [-k PORTS]\n"
+			"       load udp-flows [-6] [-a ADDR] -p PORT -n CLIENTS [-s SPORT]\n");
 	return 2;
 }
