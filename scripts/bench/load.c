@@ -22,6 +22,7 @@
  *   load udp-count [-6] -a ADDR -p PORT -n COUNT [-w WARMUP]
  *   load tcp-count [-6] -a ADDR -p PORT -n COUNT [-w WARMUP] [-s SPORT] [-k PORTS]
  *   load udp-flows [-6] -a ADDR -p PORT -n CLIENTS [-s SPORT]
+ *   load udp-answer [-6] -a ADDR -p PORT -l LPORT -n COUNT [-w WARMUP]
  *
  * The two sinks print "ready FD4 FD6", their two sockets' descriptors. The
  * counts first do WARMUP operations untimed, then COUNT timed ones, and
@@ -36,9 +37,20 @@
  * udp-flows sends one datagram from each of CLIENTS sockets, bound to the
  * source ports SPORT up, and prints how many it sent: new flows for a UDP
  * rule to steer (and for the module to remember).
+ *
+ * udp-answer times what a UDP server sends back to a client. The server is
+ * bound to LPORT on 0.0.0.0 or [::] (IPV6_V6ONLY); the client, connected to
+ * ADDR port PORT, first sends it one datagram, which a rule must steer
+ * from PORT to LPORT, and with PORT equal to LPORT sends nothing. Then the
+ * server sends the client 64-byte datagrams with sendto(), and the client
+ * reads none until the end, when every one must have reached it, read or
+ * dropped for its full buffer (SO_MEMINFO): a connected client takes only
+ * what leaves from PORT, so a reply that was not rewritten to leave from
+ * there counts as an error, not as a figure.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -368,21 +380,103 @@ static int udp_flows(int family, const char *addr, int port, long clients,
 	return 0;
 }
 
+static bool same_sockaddr(const struct sockaddr_storage *a,
+			  const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family || pd_sockaddr_port(a) != pd_sockaddr_port(b))
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		       &((const struct sockaddr_in6 *)b)->sin6_addr,
+		       sizeof(struct in6_addr));
+}
+
+static int udp_answer(int family, const char *addr, int port, int lport,
+		      long count, long warmup)
+{
+	int srv = pd_server(family, SOCK_DGRAM, family == AF_INET ? "0.0.0.0" : "::",
+			    lport, true);
+	int cli = pd_connect(family, SOCK_DGRAM, addr, port);
+	struct sockaddr_storage client, from;
+	socklen_t len = sizeof(client), fromlen;
+	__u32 mem[SK_MEMINFO_VARS] = { 0 };
+	socklen_t memlen = sizeof(mem);
+	long failed = 0, got = 0;
+	char buf[64] = { 0 };
+	long long start = 0;
+
+	if (srv < 0) {
+		fprintf(stderr, "load: udp-answer: a server on port %d: %s\n",
+			lport, strerror(errno));
+		return 1;
+	}
+	if (cli < 0 || getsockname(cli, (struct sockaddr *)&client, &len)) {
+		fprintf(stderr, "load: udp-answer: a client of %s port %d: %s\n",
+			addr, port, strerror(cli < 0 ? -cli : errno));
+		return 1;
+	}
+	if (port != lport) {
+		fromlen = sizeof(from);
+		if (send(cli, buf, sizeof(buf), 0) != sizeof(buf) ||
+		    !pd_readable(srv, pd_ms(2000)) ||
+		    recvfrom(srv, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+			     &fromlen) != sizeof(buf) ||
+		    !same_sockaddr(&from, &client)) {
+			fprintf(stderr, "load: udp-answer: the datagram to %s port %d did not reach port %d: no rule steered it\n",
+				addr, port, lport);
+			return 1;
+		}
+	}
+	for (long i = -warmup; i < count; i++) {
+		if (i == 0)
+			start = now_ns();
+		if (sendto(srv, buf, sizeof(buf), 0, (struct sockaddr *)&client,
+			   len) != sizeof(buf))
+			failed++;
+	}
+	long long end = now_ns();
+
+	/* Loopback delivers within sendto(): all of them are there now. */
+	for (;;) {
+		fromlen = sizeof(from);
+		if (recvfrom(cli, buf, sizeof(buf), MSG_DONTWAIT,
+			     (struct sockaddr *)&from, &fromlen) < 0)
+			break;
+		got++;
+	}
+	if (getsockopt(cli, SOL_SOCKET, SO_MEMINFO, mem, &memlen)) {
+		perror("load: udp-answer: SO_MEMINFO");
+		return 1;
+	}
+	close(cli);
+	close(srv);
+	if (failed || got + mem[SK_MEMINFO_DROPS] != warmup + count) {
+		fprintf(stderr, "load: udp-answer: of %ld datagrams from port %d, %ld failed, %ld reached the client connected to port %d (%ld read, %u dropped for its full buffer)\n",
+			warmup + count, lport, failed, got + mem[SK_MEMINFO_DROPS], port, got,
+			mem[SK_MEMINFO_DROPS]);
+		return 1;
+	}
+	return report(start, end, count);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "", *addr = "127.0.0.1";
-	int family = AF_INET, port = 0, sport = 40000, nports = 64, c;
+	int family = AF_INET, port = 0, lport = 0, sport = 40000, nports = 64, c;
 	long count = 100000, warmup = -1;	/* -1: 1,000 datagrams, or PORTS connections */
 	bool transparent = false;
 	double seconds = 2;
 
 	optind = 2;
-	while ((c = getopt(argc, argv, "6ta:p:d:n:w:s:k:")) != -1) {
+	while ((c = getopt(argc, argv, "6ta:p:l:d:n:w:s:k:")) != -1) {
 		switch (c) {
 		case 't': transparent = true; break;
 		case '6': family = AF_INET6; addr = "::1"; break;
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
+		case 'l': lport = atoi(optarg); break;
 		case 'd': seconds = atof(optarg); break;
 		case 'n': count = atol(optarg); break;
 		case 'w': warmup = atol(optarg); break;
@@ -419,9 +513,13 @@ int main(int argc, char **argv)
 				 sport, nports);
 	if (!strcmp(mode, "udp-flows"))
 		return udp_flows(family, addr, port, count, sport);
+	if (!strcmp(mode, "udp-answer"))
+		return udp_answer(family, addr, port, lport, count,
+				  warmup < 0 ? 1000 : warmup);
 	fprintf(stderr, "usage: load udp-sink|tcp-sink|udp-flood|tcp-conn [-6] [-t] [-a ADDR] -p PORT [-d SECONDS]\n"
 			"       load udp-hold|tcp-echo [-t] -p PORT\n"
 			"       load udp-count|tcp-count [-6] [-a ADDR] -p PORT [-n COUNT] [-w WARMUP] [-s SPORT] [-k PORTS]\n"
-			"       load udp-flows [-6] [-a ADDR] -p PORT -n CLIENTS [-s SPORT]\n");
+			"       load udp-flows [-6] [-a ADDR] -p PORT -n CLIENTS [-s SPORT]\n"
+			"       load udp-answer [-6] [-a ADDR] -p PORT -l LPORT [-n COUNT] [-w WARMUP]\n");
 	return 2;
 }
