@@ -502,25 +502,18 @@ static noinline unsigned int pd_reply_rewrite(struct sk_buff *skb,
 	return err < 0 ? NF_DROP_ERR(err) : NF_ACCEPT;
 }
 
-/*
- * Every packet the namespace sends while it has UDP rules comes here; one
- * whose socket is no flow's target leaves at the first test.
- */
-static __always_inline unsigned int pd_reply_hook(void *priv,
-						  struct sk_buff *skb,
-						  const struct nf_hook_state *state,
-						  u8 family)
+/* A packet of a socket that is some flow's target: is it a reply? */
+static noinline unsigned int pd_reply_slow(struct pd_replies *r,
+					   struct sk_buff *skb,
+					   const struct nf_hook_state *state,
+					   u8 family)
 {
-	struct pd_replies *r = priv;
 	const struct udphdr *uh;
 	struct pd_reply_flow *f;
 	union pd_addr client;
 	unsigned int thoff;
 	struct udphdr _uh;
 	unsigned long now;
-
-	if (!skb->sk || !atomic_read(pd_reply_senders(r, skb->sk)))
-		return NF_ACCEPT;
 
 	if (family == AF_INET) {
 		const struct iphdr *iph = ip_hdr(skb);
@@ -558,6 +551,23 @@ static __always_inline unsigned int pd_reply_hook(void *priv,
 	if (pd_reply_expired(f, now))
 		return NF_ACCEPT;
 	return pd_reply_rewrite(skb, state, f, thoff, now);
+}
+
+/*
+ * Every packet the namespace sends while it has UDP rules comes here; one
+ * whose socket is no flow's target leaves at the first test, before the
+ * slow path's frame is set up.
+ */
+static __always_inline unsigned int pd_reply_hook(void *priv,
+						  struct sk_buff *skb,
+						  const struct nf_hook_state *state,
+						  u8 family)
+{
+	struct pd_replies *r = priv;
+
+	if (!skb->sk || !atomic_read(pd_reply_senders(r, skb->sk)))
+		return NF_ACCEPT;
+	return pd_reply_slow(r, skb, state, family);
 }
 
 unsigned int pd_reply_hook_ipv4(void *priv, struct sk_buff *skb,
