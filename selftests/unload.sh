@@ -26,6 +26,8 @@
 #  Tests 3-4: rmmod while `portctl monitor` is subscribed / while a dump
 #  is half read. Refusing is allowed there (module in use), crashing is
 #  not, and once they are over the module must go.
+#  Test 5: rmmod while steered UDP flows are remembered and a server's
+#  answers are being rewritten to leave from the port asked.
 
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/ns_lib.sh"
@@ -238,6 +240,40 @@ while not done:
 print("done %d" % rules, flush=True)
 '
 
+# The UDP tenant of test 5: python3 -c "$PY_UDP" GOFILE. Serves on
+# 127.0.0.1:5353 (prints "ready pid=PID fd=FD"); once GOFILE exists, asks
+# 127.0.0.1:53 again and again, each time from a new connected socket (a
+# new flow), answers itself when the question reaches the server, and
+# prints "state ok|refused|timeout" each time the outcome changes.
+PY_UDP='
+import os, select, socket, sys, time
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+srv.bind(("127.0.0.1", 5353))
+print("ready pid=%d fd=%d" % (os.getpid(), srv.fileno()), flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+last = None
+while True:
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(0.5)
+    c.connect(("127.0.0.1", 53))
+    c.send(b"q")
+    if select.select([srv], [], [], 0.5)[0]:
+        q, peer = srv.recvfrom(16)
+        srv.sendto(b"a", peer)
+    try:
+        c.recv(16)
+        now = "ok"
+    except ConnectionRefusedError:
+        now = "refused"
+    except socket.timeout:
+        now = "timeout"
+    c.close()
+    if now != last:
+        print("state " + now, flush=True)
+        last = now
+'
+
 # try_rmmod: rmmod portdispatch; its status in $rc, its words in $out.
 try_rmmod()
 {
@@ -446,9 +482,45 @@ test_unload_during_dump()
 }
 
 require_root
-ktap_plan 4
+# Steered UDP flows are remembered, and the server's answers rewritten to
+# leave from port 53, while rmmod runs: the flows go with the module.
+test_unload_with_udp_flows()
+{
+	local ns go
+
+	setup_ns ns
+	defer module_load
+	dmesg_mark
+	new_file
+	go=$REPLY
+	spawn_server u ip netns exec "$ns" python3 -c "$PY_UDP" "$go"
+	ip netns exec "$ns" "$PORTCTL" add udp 53 to port 5353
+	touch "$go"
+	wait_line "$u_out" '^state ok$' "$START_MS" ||
+		fail "no answer came back through the rule: $(cat "$u_out")"
+	expect_status 0 ip netns exec "$ns" "$PORTCTL" stats
+	check_match "$out" "udp_flows [1-9]" "the flows remembered before rmmod"
+
+	try_rmmod
+	[ "$rc" -eq 0 ] || fail "rmmod refused with UDP flows remembered (exit $rc): $out"
+	if module_loaded; then
+		fail "the module is still loaded after rmmod"
+	fi
+	# Nothing listens on 53: the questions are refused now.
+	wait_line "$u_out" '^state refused$' "$START_MS" ||
+		fail "questions to 53 are not refused after rmmod: $(cat "$u_out")"
+
+	module_load
+	ip netns exec "$ns" "$PORTCTL" add udp 53 to port 5353
+	busywait "$START_MS" has_count "$u_out" '^state ok$' 2 ||
+		fail "no answer came back through the rule after the module came back: $(cat "$u_out")"
+	dmesg_check_clean
+}
+
+ktap_plan 5
 run_test "rmmod with rules and steered connections in three namespaces, under new connections" test_unload_under_load
 run_test "rmmod while a batch is open" test_unload_with_open_batch
 run_test "rmmod while portctl monitor is subscribed" test_unload_with_monitor
 run_test "rmmod while a dump is half read" test_unload_during_dump
+run_test "rmmod while UDP flows are remembered and answers rewritten" test_unload_with_udp_flows
 ktap_finish
