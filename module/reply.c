@@ -151,7 +151,7 @@ static bool pd_reply_expired(const struct pd_reply_flow *f, unsigned long now)
 			    READ_ONCE(pd_udp_timeout_stream) :
 			    READ_ONCE(pd_udp_timeout);
 
-	return time_after(now, READ_ONCE(f->seen) + secs * HZ);
+	return time_after(now, READ_ONCE(f->seen) + (unsigned long)secs * HZ);
 }
 
 /* Written only when it changes: a busy flow's line stays shared. */
@@ -223,8 +223,8 @@ static bool pd_reply_room(struct pd_replies *r, struct hlist_head *head,
 
 static unsigned long pd_reply_gc_period(void)
 {
-	unsigned long t = min(READ_ONCE(pd_udp_timeout),
-			      READ_ONCE(pd_udp_timeout_stream)) * HZ;
+	unsigned long t = (unsigned long)min(READ_ONCE(pd_udp_timeout),
+					     READ_ONCE(pd_udp_timeout_stream)) * HZ;
 
 	return clamp(t / 2, (unsigned long)HZ, (unsigned long)PD_REPLY_GC_PERIOD);
 }
