@@ -61,7 +61,8 @@
 #   +---------------------------+    +--------------------------------------+
 #
 #  Tests 9, 10, 13, 14: the hooks, as `nft list hooks` shows them, in
-#  fresh namespaces with no traffic at all.
+#  fresh namespaces with no traffic at all: at input, and at output for
+#  the replies of UDP flows only while there is a UDP rule.
 #
 #  Tests 11-12: IPv6 fragments, C -- c-n 2001:db8:6::1 <--> n-c ::2 -- N,
 #  MTU 1280 on both ends. IPv6 reassembles after LOCAL_IN: portdispatch
@@ -508,6 +509,8 @@ has_hook()
 
 PD_V4='^ip input [-+]?[0-9]+ pd_hook_ipv4 \[portdispatch\]$'
 PD_V6='^ip6 input [-+]?[0-9]+ pd_hook_ipv6 \[portdispatch\]$'
+PD_OUT_V4='^ip output [-+]?[0-9]+ pd_reply_hook_ipv4 \[portdispatch\]$'
+PD_OUT_V6='^ip6 output [-+]?[0-9]+ pd_reply_hook_ipv6 \[portdispatch\]$'
 PD_ANY='\[portdispatch\]'
 DEFRAG_V4=' ipv4_conntrack_defrag( |$)'
 DEFRAG_V6=' ipv6_defrag( |$)'
@@ -522,22 +525,35 @@ expect_no_hook()
 	! has_hook "$1" || fail "$2: a hook matches /$1/ in: $HOOKS_RAW"
 }
 
-# ours_present WHAT: both of portdispatch's hooks, at input, after the
-# firewall and input SNAT (NF_IP_PRI_NAT_SRC, 100), and none elsewhere.
+# ours_present WHAT [replies]: both of portdispatch's hooks at input,
+# after the firewall and input SNAT (NF_IP_PRI_NAT_SRC, 100); with
+# "replies" (a UDP rule) also both reply hooks at output, before
+# conntrack (NF_IP_PRI_CONNTRACK, -200); and none elsewhere.
 ours_present()
 {
-	local line n=0 re='^ip6? input \+0*([0-9]+) '
+	local line n=0 want=2 in='^ip6? input \+0*([0-9]+) '
+	local out='^ip6? output -0*([0-9]+) pd_reply_hook_ipv[46] '
 
 	expect_hook "$PD_V4" "$1"
 	expect_hook "$PD_V6" "$1"
+	if [ "${2:-}" = replies ]; then
+		want=4
+		expect_hook "$PD_OUT_V4" "$1"
+		expect_hook "$PD_OUT_V6" "$1"
+	fi
 	while IFS= read -r line; do
 		[[ $line =~ $PD_ANY ]] || continue
 		n=$((n + 1))
-		if ! [[ $line =~ $re ]] || [ "${BASH_REMATCH[1]}" -le 100 ]; then
-			fail "$1: a portdispatch hook not at input after priority 100: $line"
+		if [[ $line =~ $in ]] && [ "${BASH_REMATCH[1]}" -gt 100 ]; then
+			continue
 		fi
+		if [ $want -eq 4 ] && [[ $line =~ $out ]] &&
+		   [ "${BASH_REMATCH[1]}" -gt 200 ]; then
+			continue
+		fi
+		fail "$1: a portdispatch hook neither at input after priority 100 nor, for replies, at output before conntrack: $line"
 	done <<< "$HOOKS"
-	check_eq "$n" 2 "$1: portdispatch hooks"
+	check_eq "$n" $want "$1: portdispatch hooks"
 }
 
 _ours_gone()
@@ -566,7 +582,7 @@ test_hooks_no_defrag()
 	nsexec "$N" "$PORTCTL" add tcp 80 to port 8080
 	nsexec "$N" "$PORTCTL" add udp 53 to port 5353
 	hooks_now
-	ours_present "with rules tcp 80 and udp 53"
+	ours_present "with rules tcp 80 and udp 53" replies
 	expect_no_hook "$DEFRAG_V6" "with a UDP rule for both families"
 	expect_no_hook "$DEFRAG_V4" "with a UDP rule for both families"
 }
@@ -625,7 +641,7 @@ test_hooks_linger()
 	t1=${EPOCHREALTIME/./}
 	hooks_now
 	t2=${EPOCHREALTIME/./}
-	ours_present "$(((t2 - t1) / 1000)) ms after flush"
+	ours_present "$(((t2 - t1) / 1000)) ms after flush" replies
 
 	busywait $((LINGER_MS + 3000)) _ours_gone ||
 		fail "hooks still there $(((${EPOCHREALTIME/./} - t1) / 1000)) ms after flush: $HOOKS_RAW"
@@ -675,8 +691,8 @@ run_test "VRF: an open connection to a vrf-bound listener keeps it when a rule c
 run_test "VRF: an open connection to a vrf-bound listener keeps it when a rule covers its port (early demux off)" test_vrf_established off
 run_test "VRF: a vrf-bound listener is a rule's target; getsockname says the original port" test_vrf_target
 run_test "broadcast and multicast go to the sockets that asked, never to a rule's target" test_bcast_mcast_untouched
-run_test "hooks: none before the first rule, then at input for ip and ip6 without defrag for TCP" test_hooks_first_rule
-run_test "hooks: a UDP rule for both families adds no defrag hook, IPv4 or IPv6" test_hooks_no_defrag
+run_test "hooks: none before the first rule, then at input for ip and ip6, without defrag or reply hooks for TCP" test_hooks_first_rule
+run_test "hooks: a UDP rule for both families adds the reply hooks at output and no defrag hook" test_hooks_no_defrag
 run_test "IPv6: a fragmented UDP datagram from another host is steered whole" test_ipv6_fragments_steered
 run_test "IPv6: without a UDP rule for IPv6, fragments are the stack's to reassemble" test_ipv6_fragments_untouched
 run_test "hooks: after flush they stay for the linger of about 2 s, then go" test_hooks_linger
