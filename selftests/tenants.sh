@@ -235,10 +235,15 @@ test_charged_to_cgroup()
 	echo "charged: $((dc * 100 / (alloc > 0 ? alloc : 1)))% of the objects allocated, $((dc * 100 / (pages > 0 ? pages : 1)))% of the pages"
 	echo "memory.stat: $(cg_stat "$LOADER")"
 	# Objects also fill slabs that were partly free before the load: on
-	# the debug kernel (quarantine, redzones) that makes them swing.
+	# the debug kernel (quarantine, redzones, kmemleak scanning) that makes
+	# them swing, between 94% and 96% of the pages for the same charge of
+	# 628 bytes a rule (2026-11-29), against 99% on Debian's kernels.
+	# Either bound still catches a rule's 256 bytes left uncharged.
 	[ "$pages" -gt 0 ] || fail "the kernel's memory did not grow"
-	[ $((dc * 100)) -ge $((pages * 95)) ] ||
-		fail "the loader's cgroup was charged $dc bytes of the $pages the kernel's memory grew by (less than 95%)"
+	local min=95
+	[ "${KSFT_MACHINE_SLOW:-}" = yes ] && min=90
+	[ $((dc * 100)) -ge $((pages * min)) ] ||
+		fail "the loader's cgroup was charged $dc bytes of the $pages the kernel's memory grew by (less than $min%)"
 }
 
 test_batch_memory_max()
