@@ -583,8 +583,10 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 	mutex_unlock(&pn->lock);
 
 	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
-	if (!msg)
+	if (!msg) {
+		NL_SET_ERR_MSG(info->extack, "out of memory for the answer");
 		return -ENOMEM;
+	}
 	hdr = genlmsg_put_reply(msg, info, &pd_nl_family, 0,
 				PORTDISPATCH_CMD_STATS_GET);
 	if (!hdr ||
