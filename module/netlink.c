@@ -68,6 +68,57 @@ static const struct nla_policy pd_rule_del_policy[PORTDISPATCH_A_RULE_MAX + 1] =
 
 static struct genl_family pd_nl_family;
 
+/*
+ * genetlink checks none of our requests (resv_start_op is past every
+ * command): what it refuses never reaches the family, and a command of a
+ * batch that is refused must fail the batch, whatever refused it. So each
+ * handler checks its request as genetlink would, strictly: the header's
+ * reserved field and flags, then every attribute against its policy (none
+ * for a command without attributes).
+ */
+static int pd_nl_check_header(const struct nlmsghdr *nlh,
+			      struct netlink_ext_ack *extack)
+{
+	const struct genlmsghdr *hdr = nlmsg_data(nlh);
+	u16 flags = nlh->nlmsg_flags;
+
+	if (hdr->reserved) {
+		NL_SET_ERR_MSG(extack, "genlmsghdr.reserved field is not 0");
+		return -EINVAL;
+	}
+	if ((flags & NLM_F_DUMP) == NLM_F_DUMP)
+		flags &= ~NLM_F_DUMP;
+	if (flags & ~(NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO)) {
+		NL_SET_ERR_MSG(extack,
+			       "ambiguous or reserved bits set in nlmsg_flags");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The header, then the attributes into @tb (@maxtype + 1 entries). */
+static int pd_nl_validate(struct genl_info *info,
+			  const struct nla_policy *policy, int maxtype,
+			  struct nlattr **tb)
+{
+	int err = pd_nl_check_header(info->nlhdr, info->extack);
+
+	if (!err)
+		err = nlmsg_parse(info->nlhdr, GENL_HDRLEN, tb, maxtype, policy,
+				  info->extack);
+	if (!err)
+		info->attrs = tb;
+	return err;
+}
+
+/* A command that takes no attribute. */
+static int pd_nl_validate_none(struct genl_info *info)
+{
+	struct nlattr *tb[1];
+
+	return pd_nl_validate(info, NULL, 0, tb);
+}
+
 static int pd_nl_missing(struct genl_info *info, int attr, const char *what)
 {
 	if (!GENL_REQ_ATTR_CHECK(info, attr))
@@ -480,22 +531,38 @@ unlock:
 
 static int pd_nl_rule_add(struct sk_buff *skb, struct genl_info *info)
 {
+	struct nlattr *tb[PORTDISPATCH_A_RULE_MAX + 1];
+	int err = pd_nl_validate(info, pd_rule_set_policy,
+				 PORTDISPATCH_A_RULE_MAX, tb);
+
+	if (err)
+		return pd_nl_refuse(info, err);
 	return pd_nl_explain(info, pd_nl_rule_set(info, false));
 }
 
 static int pd_nl_rule_replace(struct sk_buff *skb, struct genl_info *info)
 {
+	struct nlattr *tb[PORTDISPATCH_A_RULE_MAX + 1];
+	int err = pd_nl_validate(info, pd_rule_set_policy,
+				 PORTDISPATCH_A_RULE_MAX, tb);
+
+	if (err)
+		return pd_nl_refuse(info, err);
 	return pd_nl_explain(info, pd_nl_rule_set(info, true));
 }
 
 static int pd_nl_rule_del(struct sk_buff *skb, struct genl_info *info)
 {
 	struct pd_net *pn = pd_net(genl_info_net(info));
+	struct nlattr *tb[PORTDISPATCH_A_RULE_MAX + 1];
 	struct pd_txn *txn;
 	struct pd_key key;
 	int err;
 
-	err = pd_nl_parse_key(info, &key);
+	err = pd_nl_validate(info, pd_rule_del_policy, PORTDISPATCH_A_RULE_MAX,
+			     tb);
+	if (!err)
+		err = pd_nl_parse_key(info, &key);
 	if (err)
 		return pd_nl_refuse(info, err);
 
@@ -517,6 +584,9 @@ static int pd_nl_flush(struct sk_buff *skb, struct genl_info *info)
 	struct pd_txn *txn;
 	int err;
 
+	err = pd_nl_validate_none(info);
+	if (err)
+		return pd_nl_refuse(info, err);
 	mutex_lock(&pn->lock);
 	txn = pd_txn_get(pn, info->snd_portid, info->extack);
 	if (IS_ERR(txn)) {
@@ -534,6 +604,9 @@ static int pd_nl_batch(struct genl_info *info, int cmd)
 	struct pd_net *pn = pd_net(genl_info_net(info));
 	int err;
 
+	err = pd_nl_validate_none(info);
+	if (err)
+		return err;
 	mutex_lock(&pn->lock);
 	if (cmd == PORTDISPATCH_CMD_BATCH_BEGIN)
 		err = pd_batch_begin(pn, info->snd_portid, info->extack);
@@ -569,8 +642,11 @@ static int pd_nl_stats_get(struct sk_buff *skb, struct genl_info *info)
 	u64 flows_missed;
 	u32 flows;
 	void *hdr;
-	int cpu;
+	int cpu, err;
 
+	err = pd_nl_validate_none(info);
+	if (err)
+		return err;
 	for_each_possible_cpu(cpu) {
 		const struct pd_ns_stats *s = per_cpu_ptr(pn->dp->stats, cpu);
 
@@ -622,6 +698,15 @@ static int pd_nl_dump_start(struct netlink_callback *cb)
 {
 	struct pd_net *pn = pd_net(sock_net(cb->skb->sk));
 	struct pd_dump_ctx *ctx = (void *)cb->ctx;
+	struct nlattr *tb[1];
+	int err;
+
+	/* 6.1 gives a dump's start no extended ack: the errno says it. */
+	err = pd_nl_check_header(cb->nlh, cb->extack);
+	if (!err)
+		err = nlmsg_parse(cb->nlh, GENL_HDRLEN, tb, 0, NULL, cb->extack);
+	if (err)
+		return err;
 
 	BUILD_BUG_ON(sizeof(*ctx) > sizeof(cb->ctx));
 	memset(ctx, 0, sizeof(*ctx));
@@ -744,22 +829,16 @@ static const struct genl_ops pd_nl_ops[] = {
 	{
 		.cmd	= PORTDISPATCH_CMD_RULE_ADD,
 		.doit	= pd_nl_rule_add,
-		.policy	= pd_rule_set_policy,
-		.maxattr = PORTDISPATCH_A_RULE_MAX,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 	{
 		.cmd	= PORTDISPATCH_CMD_RULE_REPLACE,
 		.doit	= pd_nl_rule_replace,
-		.policy	= pd_rule_set_policy,
-		.maxattr = PORTDISPATCH_A_RULE_MAX,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 	{
 		.cmd	= PORTDISPATCH_CMD_RULE_DEL,
 		.doit	= pd_nl_rule_del,
-		.policy	= pd_rule_del_policy,
-		.maxattr = PORTDISPATCH_A_RULE_MAX,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 	{
@@ -795,7 +874,10 @@ static const struct genl_ops pd_nl_ops[] = {
 	},
 };
 
-/* Every command is strict: no legacy leniency for any of them. */
+/*
+ * Every command is strict, but checked by its handler (see
+ * pd_nl_validate()): genetlink's own checks start past the last one.
+ */
 static struct genl_family pd_nl_family __ro_after_init = {
 	.name		= PORTDISPATCH_FAMILY_NAME,
 	.version	= PORTDISPATCH_FAMILY_VERSION,
@@ -808,7 +890,7 @@ static struct genl_family pd_nl_family __ro_after_init = {
 	.module		= THIS_MODULE,
 	.ops		= pd_nl_ops,
 	.n_ops		= ARRAY_SIZE(pd_nl_ops),
-	.resv_start_op	= PORTDISPATCH_CMD_RULE_ADD,
+	.resv_start_op	= __PORTDISPATCH_CMD_MAX,
 	.mcgrps		= pd_nl_mcgrps,
 	.n_mcgrps	= ARRAY_SIZE(pd_nl_mcgrps),
 };

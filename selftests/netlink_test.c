@@ -1128,6 +1128,49 @@ TEST_F(pd, batch_with_malformed_command_applies_nothing)
 	check_table(_metadata, &self->nl, "", "after the failed COMMIT");
 }
 
+/*
+ * The same for the checks genetlink makes of every family's requests (no
+ * attribute the command does not take, no reserved bits): the family
+ * makes them itself, or a refused command would never reach it and the
+ * batch would commit without it.
+ */
+TEST_F(pd, batch_with_invalid_attribute_applies_nothing)
+{
+	static const char *const what[] = {
+		"an add with an unknown attribute",
+		"a del with a reserved bit in its header",
+		"a flush with an attribute",
+	};
+	struct pdn_status st;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+		struct pdn_req r;
+
+		ASSERT_ACKED(pdn_cmd(&self->nl, BEGIN, &st), &st, "BATCH_BEGIN");
+		ASSERT_ACKED(pdn_rule_to_port(&self->nl, ADD, IPPROTO_TCP, 1001,
+					      0, 8001, &st), &st, "batched add");
+		if (i == 0) {
+			pdn_req_init(&self->nl, &r, ADD, 0);
+			pdn_rule_key(&r, IPPROTO_TCP, 1002, 0);
+			pdn_target_port(&r, 8002);
+			pdn_put_u32(&r, 200, 1);
+		} else if (i == 1) {
+			pdn_req_init(&self->nl, &r, DEL, 0);
+			pdn_req_genl(&r)->reserved = 1;
+			pdn_rule_key(&r, IPPROTO_TCP, 1001, 0);
+		} else {
+			pdn_req_init(&self->nl, &r, PORTDISPATCH_CMD_FLUSH, 0);
+			pdn_put_u32(&r, R(PORT_MIN), 1001);
+		}
+		ASSERT_EQ(EINVAL, pdn_do(&self->nl, &r, &st))
+			TH_LOG("%s: %s \"%s\"", what[i], strerror(st.err), st.msg);
+		ASSERT_REFUSED(pdn_cmd(&self->nl, COMMIT, &st), &st, EINVAL,
+			       "failed", what[i]);
+		check_table(_metadata, &self->nl, "", what[i]);
+	}
+}
+
 TEST_F(pd, batch_excludes_other_sockets)
 {
 	struct pdn nl2;
