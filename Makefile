@@ -32,6 +32,10 @@ demo:					## show it working, in a guest (sets up what is missing)
 check:					## every build, style check and selftest, on every kernel
 	@scripts/check
 
+stress:					## the fuzz* and churn* selftests, about ten times longer than in check (PORTDISPATCH_STRESS=1)
+	@PORTDISPATCH_STRESS=1 CHECK_TESTS="$$(sed -n 's/^\(fuzz[^[:space:]]*\|churn[^[:space:]]*\).*/\1/p' selftests/TESTS | tr '\n' ' ')" \
+		scripts/check
+
 bench: bench-icount			## bench-icount, then wall-clock ratios and the cost of changes in a 6.1 guest (KVER: that kernel only); never fails on speed
 	@scripts/bench/run --kernel $(KVER)
 	@scripts/bench/changes --kernel $(KVER)
@@ -69,4 +73,4 @@ clean:					## remove build/ (the caches outside the tree stay)
 help:					## this list
 	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | expand -t 16
 
-.PHONY: all module modules portctl selftests demo check bench bench-icount debug-kernel install dkms-install dkms-uninstall clean help
+.PHONY: all module modules portctl selftests demo check stress bench bench-icount debug-kernel install dkms-install dkms-uninstall clean help
