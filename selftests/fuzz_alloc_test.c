@@ -62,7 +62,6 @@ static const char *const knobs[] = {
 	FAILSLAB "/interval",		FAILSLAB "/times",
 	FAILSLAB "/task-filter",
 	FAIL_PAGE "/ignore-gfp-wait",	FAIL_PAGE "/verbose",
-	FAIL_PAGE "/min-order",		FAIL_PAGE "/ignore-gfp-highmem",
 };
 static char saved[sizeof(knobs) / sizeof(knobs[0])][32];
 
@@ -87,22 +86,18 @@ static void knobs_restore(void)
 
 /*
  * fail-nth reaches the task's slab allocations, also those that may
- * sleep (ignore-gfp-wait off), or, with @pages, its page allocations
- * (single pages too: min-order 0; and vmalloc's, which may be highmem)
- * and not slab's: slabs take pages only
- * when they run out, which would move the Nth allocation from one attempt
- * to the next. Quietly: a stack dump per injected failure would read as a
- * splat to vm-run.
+ * sleep (ignore-gfp-wait off), and not its page allocations: slabs take
+ * pages only when they run out, which would move the Nth allocation from
+ * one attempt to the next. Quietly: a stack dump per injected failure
+ * would read as a splat to vm-run.
  */
-static int knobs_for_nth(bool pages)
+static int knobs_for_nth(void)
 {
-	return pd_write_file(FAILSLAB "/ignore-gfp-wait", pages ? "Y" : "N") ?:
+	return pd_write_file(FAILSLAB "/ignore-gfp-wait", "N") ?:
 	       pd_write_file(FAILSLAB "/verbose", "0") ?:
 	       pd_write_file(FAILSLAB "/cache-filter", "N") ?:
-	       pd_write_file(FAIL_PAGE "/ignore-gfp-wait", pages ? "N" : "Y") ?:
-	       pd_write_file(FAIL_PAGE "/verbose", "0") ?:
-	       pd_write_file(FAIL_PAGE "/min-order", "0") ?:
-	       pd_write_file(FAIL_PAGE "/ignore-gfp-highmem", "N");
+	       pd_write_file(FAIL_PAGE "/ignore-gfp-wait", "Y") ?:
+	       pd_write_file(FAIL_PAGE "/verbose", "0");
 }
 
 /* fault injection is there, or SKIP with the reason. */
@@ -180,8 +175,6 @@ struct fault_case {
 	int (*undo)(struct world *w, struct pdn_status *st);
 	bool fresh;
 	bool is_dump;	/* genetlink's dump start allocates too */
-	/* Page allocations fail, not slab's: kvmalloc's vmalloc, big kmalloc. */
-	bool pages;
 };
 
 static int open_world(struct world *w)
@@ -703,7 +696,7 @@ FIXTURE_SETUP(alloc)
 	ASSERT_EQ(0, mlockall(MCL_CURRENT | MCL_FUTURE));
 	memset(&self->wk, 0, sizeof(self->wk));
 	self->wk.fc = &cases[variant->i];
-	ASSERT_EQ(0, knobs_for_nth(self->wk.fc->pages));
+	ASSERT_EQ(0, knobs_for_nth());
 	self->wk.nth_fd = open(FAIL_NTH, O_RDWR);
 	ASSERT_LE(0, self->wk.nth_fd);
 }
