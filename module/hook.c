@@ -192,6 +192,21 @@ static inline bool pd_assign(struct sk_buff *skb, struct sock *sk)
 	return true;
 }
 
+/*
+ * A TCP segment that no socket owns goes to the target too, the SYN that
+ * opens a connection and any other: the ACK that completes a handshake
+ * answered with a SYN cookie has only the listener to go to, and the
+ * target's is the one that sent the cookie. But only a SYN is a new flow,
+ * which the rule's counters count: a segment that outlived its
+ * connection (a retransmission answered after the close, a reset, a
+ * scanner's ACK) is handed over as the stack would hand it to a
+ * listener, and counted only as the packet it is (hits).
+ */
+static inline bool pd_new_flow(const struct pd_packet *pkt)
+{
+	return pkt->proto == PD_UDP || pkt->tcp_syn_only;
+}
+
 static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 			    struct sk_buff *skb, struct pd_packet *pkt,
 			    struct pd_rule *rule)
@@ -228,7 +243,8 @@ static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 	__skb_pull(skb, pkt->thoff);
 	sk = pd_target_pick(net, skb, pkt, &rule->target);
 	if (sk && pd_assign(skb, sk)) {
-		pd_count(rule->counters, PD_COUNT_STEERED);
+		if (pd_new_flow(pkt))
+			pd_count(rule->counters, PD_COUNT_STEERED);
 		/* Set before any table with a UDP rule was published. */
 		if (pkt->proto == PD_UDP && READ_ONCE(dp->replies))
 			pd_reply_note(READ_ONCE(dp->replies), sk, pkt, rule);
@@ -237,7 +253,8 @@ static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 			tw = NULL;
 		}
 	} else {
-		pd_count(rule->counters, PD_COUNT_UNDELIVERABLE);
+		if (pd_new_flow(pkt))
+			pd_count(rule->counters, PD_COUNT_UNDELIVERABLE);
 		if (pd_target_closed(&rule->target))
 			pd_reaper_kick(dp->pn);
 	}
