@@ -211,7 +211,11 @@ enum {
 	PORTDISPATCH_A_TARGET_MAX = __PORTDISPATCH_A_TARGET_MAX - 1
 };
 
-/* Per-rule counters, in dumps. Only new flows are counted. */
+/*
+ * Per-rule counters, in dumps. Only new flows are counted: a TCP SYN (a
+ * connection answered with a SYN cookie counts once), a UDP datagram that
+ * no socket owns; not a segment that outlived its connection.
+ */
 enum {
 	PORTDISPATCH_A_RULE_STATS_UNSPEC,
 	PORTDISPATCH_A_RULE_STATS_PAD,
