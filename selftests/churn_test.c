@@ -257,33 +257,6 @@ static uint64_t now_ns(void)
 
 static int ns_srv = -1, ns_cli = -1;
 
-static void go(int ns)
-{
-	if (setns(ns, CLONE_NEWNET)) {
-		/* Stranded in another namespace: nothing after is sound. */
-		perror("setns");
-		abort();
-	}
-}
-
-static char setup_error[256];
-
-static int setup_fail(const char *what, int err)
-{
-	snprintf(setup_error, sizeof(setup_error), "%s: %s", what,
-		 strerror(err < 0 ? -err : err));
-	return -1;
-}
-
-static int new_ns(void)
-{
-	int err = pd_enter_netns();
-
-	if (err)
-		return setup_fail("a network namespace", err);
-	return open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-}
-
 /* In the current namespace, @a4 and @a6 are at device @peer's address. */
 static int neighbours(const char *dev, const char *a4, const char *a6,
 		      const uint8_t *mac)
@@ -300,49 +273,49 @@ static int topology(void)
 	const char *what;
 	int err, s0;
 
-	ns_srv = new_ns();
+	ns_srv = pd_new_ns();
 	if (ns_srv < 0)
 		return -1;
-	ns_cli = new_ns();
+	ns_cli = pd_new_ns();
 	if (ns_cli < 0)
 		return -1;
 	err = pd_make_veth("c0", "s0", ns_srv);
 	if (err)
-		return setup_fail("veth c0/s0", err);
+		return pd_setup_fail("veth c0/s0", err);
 	what = pd_link_setup("c0", CLI4, CLI6);
 	if (what)
-		return setup_fail(what, errno);
+		return pd_setup_fail(what, errno);
 	err = pd_link_mac("c0", cmac);
 	if (err)
-		return setup_fail("c0's address", err);
+		return pd_setup_fail("c0's address", err);
 
-	go(ns_srv);
+	pd_go(ns_srv);
 	what = pd_link_setup("s0", S4, S6);
 	if (what)
-		return setup_fail(what, errno);
+		return pd_setup_fail(what, errno);
 	s0 = if_nametoindex("s0");
 	err = pd_add_addr(AF_INET, s0, S4B, 24) ?:
 	      pd_add_addr(AF_INET6, s0, S6B, 64) ?:
 	      pd_link_mac("s0", smac) ?:
 	      neighbours("s0", CLI4, CLI6, cmac);
 	if (err)
-		return setup_fail("the server's side", err);
+		return pd_setup_fail("the server's side", err);
 
-	go(ns_cli);
+	pd_go(ns_cli);
 	err = neighbours("c0", S4, S6, smac);
 	if (err)
-		return setup_fail("the client's neighbours", err);
+		return pd_setup_fail("the client's neighbours", err);
 	/* c0 came up first, without a carrier: it sends once it has one. */
 	err = pd_link_wait_ready(if_nametoindex("c0"), pd_ms(5000));
-	go(ns_srv);
+	pd_go(ns_srv);
 	if (!err)
 		err = pd_link_wait_ready(s0, pd_ms(5000));
-	return err ? setup_fail("c0 and s0 up", err) : 0;
+	return err ? pd_setup_fail("c0 and s0 up", err) : 0;
 }
 
 /*
  * A socket of the server's namespace, nonblocking; its index is its
- * identity. -1 when it could not be made, with setup_error saying why.
+ * identity. -1 when it could not be made, with pd_setup_error saying why.
  */
 static int ssock(uint8_t proto, int family, const char *addr, int port,
 		 enum role role, int cp)
@@ -357,7 +330,7 @@ static int ssock(uint8_t proto, int family, const char *addr, int port,
 
 		snprintf(what, sizeof(what), "%s socket on %s port %d",
 			 proto == IPPROTO_TCP ? "TCP" : "UDP", addr, port);
-		return setup_fail(what, fd < 0 ? errno : ENOSPC);
+		return pd_setup_fail(what, fd < 0 ? errno : ENOSPC);
 	}
 	/* More room than flows in flight, so that no SYN is ever dropped. */
 	if (proto == IPPROTO_TCP)
@@ -418,7 +391,7 @@ static int make_sockets(void)
 		ssock(proto, AF_INET, S4, BG_PORT, R_BG, -1);
 		ssock(proto, AF_INET6, S6, BG_PORT, R_BG, -1);
 	}
-	return setup_error[0] ? -1 : 0;
+	return pd_setup_error[0] ? -1 : 0;
 }
 
 /* ---- the model and its requests ---------------------------------------- */
@@ -1073,7 +1046,7 @@ static int make_raw(void)
 				     &(int){ offsetof(struct tcphdr, check) },
 				     sizeof(int))) ||
 		    bind(raw[f], (struct sockaddr *)&ss, len))
-			return setup_fail("a raw TCP socket", errno);
+			return pd_setup_fail("a raw TCP socket", errno);
 	}
 	return 0;
 }
@@ -1263,7 +1236,7 @@ static void *client(void *arg)
 
 	(void)arg;
 	/* The connections' sockets are made here, on the clients' side. */
-	go(ns_cli);
+	pd_go(ns_cli);
 	for (;;) {
 		now = now_ns();
 		if (now < run_end) {
@@ -1298,9 +1271,9 @@ static int make_clients(void)
 	struct epoll_event ev;
 	int f, j;
 
-	go(ns_cli);
+	pd_go(ns_cli);
 	if (make_raw()) {
-		go(ns_srv);
+		pd_go(ns_srv);
 		return -1;
 	}
 	cli_ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1310,8 +1283,8 @@ static int make_clients(void)
 					   f ? CLI6 : CLI4, 0, true);
 
 			if (fd < 0) {
-				go(ns_srv);
-				return setup_fail("a client's UDP socket", errno);
+				pd_go(ns_srv);
+				return pd_setup_fail("a client's UDP socket", errno);
 			}
 			usock[f][j] = fd;
 			ev.events = EPOLLIN;
@@ -1319,7 +1292,7 @@ static int make_clients(void)
 			epoll_ctl(cli_ep, EPOLL_CTL_ADD, fd, &ev);
 		}
 	}
-	go(ns_srv);
+	pd_go(ns_srv);
 	return 0;
 }
 
@@ -1461,7 +1434,7 @@ static void stack_counts(struct stack_counts *c)
 	memset(c, 0, sizeof(*c));
 	/* The main thread's namespace is what /proc/self/net shows. */
 	for (i = 0; i < 2; i++) {
-		go(ns[i]);
+		pd_go(ns[i]);
 		if (ns[i] == ns_srv)
 			c->out_rsts = pd_proc_counter("/proc/net/snmp", "Tcp",
 						      "OutRsts");
@@ -1472,7 +1445,7 @@ static void stack_counts(struct stack_counts *c)
 			pd_proc_counter("/proc/net/snmp6", NULL,
 					"Udp6RcvbufErrors");
 	}
-	go(ns_srv);
+	pd_go(ns_srv);
 }
 
 /* Per churned port: what the clients saw. */
@@ -1743,13 +1716,13 @@ TEST_F_TIMEOUT(churn, under_traffic, 150)
 	note("seed %llu (PORTDISPATCH_SEED repeats the choices)\n",
 	     (unsigned long long)rng_state);
 
-	ASSERT_EQ(0, topology()) TH_LOG("%s", setup_error);
+	ASSERT_EQ(0, topology()) TH_LOG("%s", pd_setup_error);
 	ret = pdn_open(&nl);
 	if (ret == -ENOENT)
 		SKIP(return, "the portdispatch module is not loaded");
 	ASSERT_EQ(0, ret) TH_LOG("portdispatch's netlink: %s", strerror(-ret));
-	ASSERT_EQ(0, make_sockets()) TH_LOG("%s", setup_error);
-	ASSERT_EQ(0, make_clients()) TH_LOG("%s", setup_error);
+	ASSERT_EQ(0, make_sockets()) TH_LOG("%s", pd_setup_error);
+	ASSERT_EQ(0, make_clients()) TH_LOG("%s", pd_setup_error);
 	ASSERT_EQ(0, initial_rules(err, sizeof(err))) TH_LOG("%s", err);
 
 	ASSERT_EQ(0, pdn_stats(&nl, &st0, &ack)) TH_LOG("STATS_GET: %s", ack.msg);

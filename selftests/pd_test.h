@@ -49,6 +49,39 @@ static inline int pd_enter_netns(void)
 }
 
 /*
+ * Enters the network namespace @ns (an fd): stranded elsewhere, a test has
+ * nothing sound left to do.
+ */
+static inline void pd_go(int ns)
+{
+	if (setns(ns, CLONE_NEWNET)) {
+		perror("setns");
+		abort();
+	}
+}
+
+/* What went wrong building a test's namespaces; "" when nothing did. */
+static char pd_setup_error[256];
+
+/* Says that @what failed with @err (an errno, of either sign): -1. */
+static inline int pd_setup_fail(const char *what, int err)
+{
+	snprintf(pd_setup_error, sizeof(pd_setup_error), "%s: %s", what,
+		 strerror(err < 0 ? -err : err));
+	return -1;
+}
+
+/* A new network namespace, entered: its file descriptor, or -1. */
+static inline int pd_new_ns(void)
+{
+	int err = pd_enter_netns();
+
+	if (err)
+		return pd_setup_fail("a network namespace", err);
+	return open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+}
+
+/*
  * Run "portctl ARGS" (a printf format, split on spaces) and return its
  * exit status; its stdout and stderr together land in @out when given.
  */

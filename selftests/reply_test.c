@@ -138,35 +138,6 @@ static int ns_srv = -1, ns_rtr = -1, ns_cli = -1;
 /* portdispatch's netlink, in the server's namespace. */
 static struct pdn nl;
 
-static void go(int ns)
-{
-	if (setns(ns, CLONE_NEWNET)) {
-		/* Stranded in another namespace: nothing after is sound. */
-		perror("setns");
-		abort();
-	}
-}
-
-/* What went wrong building the topology; "" when nothing did. */
-static char topology_error[256];
-
-static int topology_fail(const char *what, int err)
-{
-	snprintf(topology_error, sizeof(topology_error), "%s: %s", what,
-		 strerror(err < 0 ? -err : err));
-	return -1;
-}
-
-/* A new namespace, entered: its file descriptor, or -1. */
-static int new_ns(void)
-{
-	int err = pd_enter_netns();
-
-	if (err)
-		return topology_fail("a network namespace", err);
-	return open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-}
-
 /*
  * In namespace @ns, @addr4 and @addr6 are at the hardware address of
  * device @peer of namespace @peer_ns, through device @dev.
@@ -177,15 +148,15 @@ static int neighbour(int ns, const char *dev, const char *addr4,
 	uint8_t mac[6];
 	int err, ifindex;
 
-	go(peer_ns);
+	pd_go(peer_ns);
 	err = pd_link_mac(peer, mac);
-	go(ns);
+	pd_go(ns);
 	ifindex = if_nametoindex(dev);
 	if (!err)
 		err = pd_add_neigh(AF_INET, ifindex, addr4, mac);
 	if (!err)
 		err = pd_add_neigh(AF_INET6, ifindex, addr6, mac);
-	return err ? topology_fail(dev, err) : 0;
+	return err ? pd_setup_fail(dev, err) : 0;
 }
 
 static int link_setup(const char *dev, const char *addr4, const char *addr6)
@@ -196,7 +167,7 @@ static int link_setup(const char *dev, const char *addr4, const char *addr6)
 	if (!what)
 		return 0;
 	snprintf(buf, sizeof(buf), "%s: %s", dev, what);
-	return topology_fail(buf, errno);
+	return pd_setup_fail(buf, errno);
 }
 
 /*
@@ -211,10 +182,10 @@ static int topology(void)
 {
 	int err, lo;
 
-	ns_srv = new_ns();
+	ns_srv = pd_new_ns();
 	if (ns_srv < 0)
 		return -1;
-	ns_rtr = new_ns();
+	ns_rtr = pd_new_ns();
 	if (ns_rtr < 0)
 		return -1;
 	err = pd_write_file("/proc/sys/net/ipv4/ip_forward", "1");
@@ -222,31 +193,31 @@ static int topology(void)
 		err = pd_write_file("/proc/sys/net/ipv6/conf/all/forwarding",
 				    "1");
 	if (err)
-		return topology_fail("forwarding", err);
+		return pd_setup_fail("forwarding", err);
 	err = pd_make_veth("r1", "s1", ns_srv);
 	if (err)
-		return topology_fail("veth r1/s1", err);
+		return pd_setup_fail("veth r1/s1", err);
 	if (link_setup("r1", RTR_S4, RTR_S6))
 		return -1;
 
-	ns_cli = new_ns();
+	ns_cli = pd_new_ns();
 	if (ns_cli < 0)
 		return -1;
 	err = pd_make_veth("c0", "r0", ns_rtr);
 	if (err)
-		return topology_fail("veth c0/r0", err);
+		return pd_setup_fail("veth c0/r0", err);
 	if (link_setup("c0", CLI4, CLI6))
 		return -1;
 	err = pd_add_default_route(AF_INET, RTR_C4) ?:
 	      pd_add_default_route(AF_INET6, RTR_C6);
 	if (err)
-		return topology_fail("the client's routes", err);
+		return pd_setup_fail("the client's routes", err);
 
-	go(ns_rtr);
+	pd_go(ns_rtr);
 	if (link_setup("r0", RTR_C4, RTR_C6))
 		return -1;
 
-	go(ns_srv);
+	pd_go(ns_srv);
 	if (link_setup("s1", A1_4, A1_6))
 		return -1;
 	lo = if_nametoindex("lo");
@@ -255,7 +226,7 @@ static int topology(void)
 	      pd_add_default_route(AF_INET, RTR_S4) ?:
 	      pd_add_default_route(AF_INET6, RTR_S6);
 	if (err)
-		return topology_fail("the server's addresses and routes", err);
+		return pd_setup_fail("the server's addresses and routes", err);
 
 	/*
 	 * Every neighbour is known: no ARP or neighbour discovery to wait
@@ -275,13 +246,13 @@ static int topology(void)
 	 * without one, and send nothing until the link watcher has seen
 	 * their carrier come (an urgent event, handled soon).
 	 */
-	go(ns_rtr);
+	pd_go(ns_rtr);
 	err = pd_link_wait_ready(if_nametoindex("r1"), WAIT_MS);
-	go(ns_cli);
+	pd_go(ns_cli);
 	if (!err)
 		err = pd_link_wait_ready(if_nametoindex("c0"), WAIT_MS);
-	go(ns_srv);
-	return err ? topology_fail("r1 and c0 up", err) : 0;
+	pd_go(ns_srv);
+	return err ? pd_setup_fail("r1 and c0 up", err) : 0;
 }
 
 static void __attribute__((constructor)) topology_make(void)
@@ -295,8 +266,8 @@ static bool __fresh(struct __test_metadata *_metadata)
 	struct pdn_status st;
 	int err;
 
-	ASSERT_EQ('\0', topology_error[0])
-		TH_LOG("the namespaces of the tests: %s", topology_error);
+	ASSERT_EQ('\0', pd_setup_error[0])
+		TH_LOG("the namespaces of the tests: %s", pd_setup_error);
 	params_restore();
 	err = pdn_open(&nl);
 	if (err == -ENOENT)
@@ -306,10 +277,10 @@ static bool __fresh(struct __test_metadata *_metadata)
 	ASSERT_EQ(0, pdn_cmd(&nl, PORTDISPATCH_CMD_FLUSH, &st)) TH_LOG("%s",
 								     st.msg);
 	err = pd_set_tx_csum("s1", true);
-	go(ns_rtr);
+	pd_go(ns_rtr);
 	if (!err)
 		err = pd_set_tx_csum("r0", true);
-	go(ns_srv);
+	pd_go(ns_srv);
 	ASSERT_EQ(0, err) TH_LOG("tx checksum offload on: %s", strerror(-err));
 	return true;
 }
@@ -324,9 +295,9 @@ static int cli_udp(int family, int port)
 				    "::", port, &ss);
 	int fd;
 
-	go(ns_cli);
+	pd_go(ns_cli);
 	fd = socket(family, SOCK_DGRAM, 0);
-	go(ns_srv);
+	pd_go(ns_srv);
 	if (fd < 0)
 		return -1;
 	if (family == AF_INET6)
@@ -357,9 +328,9 @@ static long cli_counter(const char *file, const char *table, const char *name)
 {
 	long v;
 
-	go(ns_cli);
+	pd_go(ns_cli);
 	v = pd_proc_counter(file, table, name);
-	go(ns_srv);
+	pd_go(ns_srv);
 	return v;
 }
 
@@ -441,10 +412,10 @@ static void __lost(struct __test_metadata *_metadata)
 	unsigned int i;
 	long fw4, fw6;
 
-	go(ns_rtr);
+	pd_go(ns_rtr);
 	fw4 = pd_proc_counter("/proc/net/snmp", "Ip", "ForwDatagrams");
 	fw6 = pd_proc_counter("/proc/net/snmp6", NULL, "Ip6OutForwDatagrams");
-	go(ns_srv);
+	pd_go(ns_srv);
 	TH_LOG("the router forwarded %ld IPv4 and %ld IPv6 packets", fw4, fw6);
 	TH_LOG("here: UDP NoPorts %ld, Udp6NoPorts %ld, InErrors %ld, Udp6InErrors %ld",
 	       pd_proc_counter("/proc/net/snmp", "Udp", "NoPorts"),
@@ -990,9 +961,9 @@ static void __no_offload(struct __test_metadata *_metadata, int ns,
 {
 	int err;
 
-	go(ns);
+	pd_go(ns);
 	err = pd_set_tx_csum(dev, false);
-	go(ns_srv);
+	pd_go(ns_srv);
 	ASSERT_EQ(0, err) TH_LOG("tx checksum offload off on %s: %s", dev,
 				 strerror(-err));
 }
@@ -1271,9 +1242,9 @@ static void __tcp_roundtrip(struct __test_metadata *_metadata, int family,
 	socklen_t len;
 	int c, a;
 
-	go(ns_cli);
+	pd_go(ns_cli);
 	c = socket(family, SOCK_STREAM, 0);
-	go(ns_srv);
+	pd_go(ns_srv);
 	ASSERT_LE(0, c);
 	if (family == AF_INET6)
 		setsockopt(c, SOL_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
