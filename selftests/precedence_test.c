@@ -1023,29 +1023,7 @@ static int synack_mss(const struct path *p, int raw, int cport, int ms)
 /* A TCP counter of /proc/net/snmp (the namespace's), -1 if not found. */
 static long tcp_counter(const char *name)
 {
-	char names[1024] = "", line[1024], *ns, *vs, *n, *v;
-	FILE *f = fopen("/proc/net/snmp", "r");
-	long value = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "Tcp:", 4))
-			continue;
-		if (!names[0]) {
-			memcpy(names, line, sizeof(names));
-			continue;
-		}
-		n = strtok_r(names, " \n", &ns);
-		v = strtok_r(line, " \n", &vs);
-		for (; n && v; n = strtok_r(NULL, " \n", &ns),
-		     v = strtok_r(NULL, " \n", &vs))
-			if (!strcmp(n, name))
-				value = strtol(v, NULL, 10);
-		break;
-	}
-	fclose(f);
-	return value;
+	return pd_proc_counter("/proc/net/snmp", "Tcp", name);
 }
 
 /* A listener whose SYN-ACKs advertise MARK_MSS: they say who answered. */
