@@ -10,6 +10,12 @@
  * command, as it comes:
  *   begin | commit | abort | flush
  *   add PROTO PORT[-PORT] TPORT	(RULE_ADD of PROTO PORT to port TPORT)
+ *   replace PROTO PORT[-PORT] TPORT	(RULE_REPLACE, the same way)
+ *   adds PROTO PORT COUNT TPORT	(COUNT adds, of PORT, PORT+1...: "ok"
+ *				 once all are, or the first one's error)
+ *   sock PROTO PORT		(a socket of pdnl's own, a TCP listener or a
+ *				 bound UDP socket on 127.0.0.1, and RULE_ADD
+ *				 of PROTO PORT to it; it stays open)
  *   del PROTO PORT[-PORT]
  *   list			(a dump: "ok N" for N rules)
  *   family NAME		(nlctrl's CTRL_CMD_GETFAMILY for NAME)
@@ -70,9 +76,10 @@ static int get_family(struct pdn *n, const char *name, struct pdn_status *st)
 /* Runs one command line; its answer in @out. */
 static void run(struct pdn *n, char *line, char *out, size_t len)
 {
-	char cmd[16] = "", a1[16] = "", a2[16] = "", a3[16] = "";
+	char cmd[16] = "", a1[16] = "", a2[16] = "", a3[16] = "", a4[16] = "";
 	struct pdn_status st = { 0 };
-	int words = sscanf(line, "%15s %15s %15s %15s", cmd, a1, a2, a3);
+	int words = sscanf(line, "%15s %15s %15s %15s %15s", cmd, a1, a2, a3,
+			   a4);
 	int proto = proto_of(a1), err;
 	uint32_t lo, hi;
 
@@ -96,10 +103,32 @@ static void run(struct pdn *n, char *line, char *out, size_t len)
 		err = pdn_cmd(n, PORTDISPATCH_CMD_BATCH_ABORT, &st);
 	} else if (!strcmp(cmd, "flush")) {
 		err = pdn_cmd(n, PORTDISPATCH_CMD_FLUSH, &st);
-	} else if (!strcmp(cmd, "add") && words == 4 && proto > 0 &&
-		   !ports_of(a2, &lo, &hi)) {
-		err = pdn_rule_to_port(n, PORTDISPATCH_CMD_RULE_ADD, proto, lo,
-				       hi, atoi(a3), &st);
+	} else if ((!strcmp(cmd, "add") || !strcmp(cmd, "replace")) &&
+		   words == 4 && proto > 0 && !ports_of(a2, &lo, &hi)) {
+		err = pdn_rule_to_port(n, !strcmp(cmd, "add") ?
+				       PORTDISPATCH_CMD_RULE_ADD :
+				       PORTDISPATCH_CMD_RULE_REPLACE,
+				       proto, lo, hi, atoi(a3), &st);
+	} else if (!strcmp(cmd, "adds") && words == 5 && proto > 0 &&
+		   !ports_of(a2, &lo, &hi) && !hi) {
+		long i, count = atol(a3);
+
+		for (i = 0, err = 0; i < count && !err; i++)
+			err = pdn_rule_to_port(n, PORTDISPATCH_CMD_RULE_ADD,
+					       proto, lo + i, 0, atoi(a4), &st);
+	} else if (!strcmp(cmd, "sock") && words == 3 && proto > 0 &&
+		   !ports_of(a2, &lo, &hi) && !hi) {
+		int fd = pd_server(AF_INET, proto == IPPROTO_TCP ?
+				   SOCK_STREAM : SOCK_DGRAM, "127.0.0.1", 0,
+				   false);
+
+		if (fd < 0) {
+			snprintf(out, len, "error local socket: %s",
+				 strerror(errno));
+			return;
+		}
+		err = pdn_rule_to_fd(n, PORTDISPATCH_CMD_RULE_ADD, proto, lo,
+				     fd, &st);
 	} else if (!strcmp(cmd, "del") && words == 3 && proto > 0 &&
 		   !ports_of(a2, &lo, &hi)) {
 		err = pdn_del(n, proto, lo, hi, &st);
