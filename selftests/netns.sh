@@ -207,11 +207,6 @@ _no_procs_in()
 	[ -z "$(procs_in_netns "$1")" ]
 }
 
-_link_gone()
-{
-	! ip -n "$1" link show "$2" >/dev/null 2>&1
-}
-
 test_forwarded_untouched()
 {
 	local cli rtr srv

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
-# Helpers shared by netns.sh, permissions.sh and unload.sh, on top of
-# lib.sh (which the test sources first): veth links between namespaces,
-# servers started in a namespace, steered connections that stay open and
-# keep talking, and a check that the kernel log stayed clean.
+# Helpers shared by netns.sh, permissions.sh, unload.sh and
+# churn_vanish.sh, on top of lib.sh (which the test sources first): veth
+# links between namespaces, servers started in a namespace, steered
+# connections that stay open and keep talking, a check that the kernel
+# log stayed clean, and one that a deleted namespace was freed.
 
 # dmesg_mark: remember where the kernel log ends; dmesg_check_clean fails
 # if anything bad was logged since.
@@ -25,6 +26,12 @@ veth_link()
 	ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
 	ip -n "$1" link set "$2" up
 	ip -n "$3" link set "$4" up
+}
+
+# _link_gone NS IF: NS has no link IF (any more).
+_link_gone()
+{
+	! ip -n "$1" link show "$2" >/dev/null 2>&1
 }
 
 # addr NS IF ADDR...: add addresses (IPv6 ones without DAD, so they are
@@ -273,4 +280,69 @@ procs_in_netns()
 {
 	find -L /proc/[0-9]*/ns -maxdepth 1 -name net -inum "$1" 2>/dev/null |
 		cut -d/ -f3
+}
+
+# Whether a deleted namespace was really freed. `ip netns del` only
+# unmounts its name, and its last process leaving only drops one more
+# reference: the namespace is freed (and the module's per-namespace exit
+# runs, in the same work) when its last reference goes, a socket's
+# included. A nsid names it in the initial namespace until then: the
+# kernel removes it when it dismantles the namespace.
+
+# ns_watch VAR NS: give NS a nsid here; VAR holds it.
+ns_watch()
+{
+	local l re="^nsid ([0-9]+) \(iproute2 netns name: $2\)"
+
+	ip netns set "$2" auto
+	while IFS= read -r l; do
+		if [[ $l =~ $re ]]; then
+			printf -v "$1" %s "${BASH_REMATCH[1]}"
+			return 0
+		fi
+	done <<< "$(ip netns list-id)"
+	fail "namespace $2 got no nsid: $(ip netns list-id)"
+}
+
+# ns_freed NSID: no namespace has that nsid any more.
+ns_freed()
+{
+	local l
+
+	while IFS= read -r l; do
+		[[ $l =~ ^nsid\ $1( |$) ]] && return 1
+	done <<< "$(ip netns list-id)"
+	return 0
+}
+
+# ns_vanish NS NSID [NS NSID...]: SIGKILL every process in the namespaces,
+# delete them, and wait until they are freed.
+ns_vanish()
+{
+	local a pids=()
+
+	for ((a = 1; a < $#; a += 2)); do
+		# shellcheck disable=SC2207
+		pids+=($(ip netns pids "${!a}"))
+	done
+	if [ ${#pids[@]} -gt 0 ]; then
+		kill -9 "${pids[@]}" 2>/dev/null || true
+		# Reaped here, if ours, without the shell's "Killed" notes.
+		wait "${pids[@]}" 2>/dev/null || true
+	fi
+	for ((a = 1; a < $#; a += 2)); do
+		ip netns del "${!a}"
+	done
+	for ((a = 2; a <= $#; a += 2)); do
+		busywait 20000 ns_freed "${!a}" ||
+			fail "namespace ${*:a-1:1} (nsid ${!a}) was deleted and left by its processes, but not freed: a reference to it is stuck"
+	done
+}
+
+# module_unused: nothing holds the module (a dump does while it lasts).
+module_unused()
+{
+	local n
+
+	read -r n < /sys/module/portdispatch/refcnt && [ "$n" = 0 ]
 }
