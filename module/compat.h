@@ -9,6 +9,8 @@
 
 #include <linux/atomic.h>
 #include <linux/kernel.h>
+#include <net/inet6_hashtables.h>
+#include <net/inet_hashtables.h>
 #include <net/netlink.h>
 #include <net/udp.h>
 
@@ -47,5 +49,77 @@ static inline struct udp_table *pd_udp_table(struct net *net)
 	return &udp_table;
 #endif
 }
+
+/*
+ * The socket lookups, under 7.3's names and arguments: since 7.3 they find
+ * the namespace's TCP hashinfo and UDP table themselves; before, every
+ * caller passed the tables it had.
+ */
+#ifdef PD_HAVE_TCP_LOOKUP_HASHINFO
+static inline struct sock *
+pd_inet_lookup_established(struct net *net, __be32 saddr, __be16 sport,
+			   __be32 daddr, u16 hnum, int dif, int sdif)
+{
+	return __inet_lookup_established(net, net->ipv4.tcp_death_row.hashinfo,
+					 saddr, sport, daddr, hnum, dif, sdif);
+}
+
+static inline struct sock *
+pd_inet6_lookup_established(struct net *net, const struct in6_addr *saddr,
+			    __be16 sport, const struct in6_addr *daddr,
+			    u16 hnum, int dif, int sdif)
+{
+	return __inet6_lookup_established(net, net->ipv4.tcp_death_row.hashinfo,
+					  saddr, sport, daddr, hnum, dif, sdif);
+}
+
+static inline struct sock *
+pd_inet_lookup_listener(struct net *net, struct sk_buff *skb, int doff,
+			__be32 saddr, __be16 sport, __be32 daddr,
+			unsigned short hnum, int dif, int sdif)
+{
+	return __inet_lookup_listener(net, net->ipv4.tcp_death_row.hashinfo,
+				      skb, doff, saddr, sport, daddr, hnum,
+				      dif, sdif);
+}
+
+static inline struct sock *
+pd_inet6_lookup_listener(struct net *net, struct sk_buff *skb, int doff,
+			 const struct in6_addr *saddr, __be16 sport,
+			 const struct in6_addr *daddr, unsigned short hnum,
+			 int dif, int sdif)
+{
+	return inet6_lookup_listener(net, net->ipv4.tcp_death_row.hashinfo,
+				     skb, doff, saddr, sport, daddr, hnum,
+				     dif, sdif);
+}
+#else
+#define pd_inet_lookup_established	__inet_lookup_established
+#define pd_inet6_lookup_established	__inet6_lookup_established
+#define pd_inet_lookup_listener		__inet_lookup_listener
+#define pd_inet6_lookup_listener	inet6_lookup_listener
+#endif
+
+#ifdef PD_HAVE_UDP_LOOKUP_TABLE
+static inline struct sock *
+pd_udp4_lib_lookup(struct net *net, __be32 saddr, __be16 sport, __be32 daddr,
+		   __be16 dport, int dif, int sdif, struct sk_buff *skb)
+{
+	return __udp4_lib_lookup(net, saddr, sport, daddr, dport, dif, sdif,
+				 pd_udp_table(net), skb);
+}
+
+static inline struct sock *
+pd_udp6_lib_lookup(struct net *net, const struct in6_addr *saddr,
+		   __be16 sport, const struct in6_addr *daddr, __be16 dport,
+		   int dif, int sdif, struct sk_buff *skb)
+{
+	return __udp6_lib_lookup(net, saddr, sport, daddr, dport, dif, sdif,
+				 pd_udp_table(net), skb);
+}
+#else
+#define pd_udp4_lib_lookup	__udp4_lib_lookup
+#define pd_udp6_lib_lookup	__udp6_lib_lookup
+#endif
 
 #endif /* _PD_COMPAT_H */

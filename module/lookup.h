@@ -11,9 +11,6 @@
 #define _PD_LOOKUP_H
 
 #include <linux/skbuff.h>
-#include <net/inet6_hashtables.h>
-#include <net/inet_hashtables.h>
-#include <net/udp.h>
 
 #include "compat.h"
 #include "packet.h"
@@ -22,17 +19,14 @@
 static inline struct sock *pd_lookup_established(struct net *net,
 						 const struct pd_packet *pkt)
 {
-	struct inet_hashinfo *hinfo = net->ipv4.tcp_death_row.hashinfo;
-
 	if (pkt->family == AF_INET)
-		return __inet_lookup_established(net, hinfo, pkt->saddr.v4,
-						 pkt->sport, pkt->daddr.v4,
-						 ntohs(pkt->dport), pkt->dif,
-						 pkt->sdif);
-	return __inet6_lookup_established(net, hinfo, &pkt->saddr.v6,
-					  pkt->sport, &pkt->daddr.v6,
-					  ntohs(pkt->dport), pkt->dif,
-					  pkt->sdif);
+		return pd_inet_lookup_established(net, pkt->saddr.v4, pkt->sport,
+						  pkt->daddr.v4,
+						  ntohs(pkt->dport), pkt->dif,
+						  pkt->sdif);
+	return pd_inet6_lookup_established(net, &pkt->saddr.v6, pkt->sport,
+					   &pkt->daddr.v6, ntohs(pkt->dport),
+					   pkt->dif, pkt->sdif);
 }
 
 /*
@@ -44,17 +38,14 @@ static inline struct sock *pd_lookup_listener(struct net *net,
 					      const struct pd_packet *pkt,
 					      __be16 port)
 {
-	struct inet_hashinfo *hinfo = net->ipv4.tcp_death_row.hashinfo;
-
 	if (pkt->family == AF_INET)
-		return __inet_lookup_listener(net, hinfo, skb, pkt->thlen,
-					      pkt->saddr.v4, pkt->sport,
-					      pkt->daddr.v4, ntohs(port),
-					      pkt->dif, pkt->sdif);
-	return inet6_lookup_listener(net, hinfo, skb, pkt->thlen,
-				     &pkt->saddr.v6, pkt->sport,
-				     &pkt->daddr.v6, ntohs(port),
-				     pkt->dif, pkt->sdif);
+		return pd_inet_lookup_listener(net, skb, pkt->thlen,
+					       pkt->saddr.v4, pkt->sport,
+					       pkt->daddr.v4, ntohs(port),
+					       pkt->dif, pkt->sdif);
+	return pd_inet6_lookup_listener(net, skb, pkt->thlen, &pkt->saddr.v6,
+					pkt->sport, &pkt->daddr.v6,
+					ntohs(port), pkt->dif, pkt->sdif);
 }
 
 /*
@@ -67,12 +58,12 @@ static inline struct sock *pd_lookup_udp(struct net *net, struct sk_buff *skb,
 					 __be16 port)
 {
 	if (pkt->family == AF_INET)
-		return __udp4_lib_lookup(net, pkt->saddr.v4, pkt->sport,
-					 pkt->daddr.v4, port, pkt->dif,
-					 pkt->sdif, pd_udp_table(net), skb);
-	return __udp6_lib_lookup(net, &pkt->saddr.v6, pkt->sport,
-				 &pkt->daddr.v6, port, pkt->dif, pkt->sdif,
-				 pd_udp_table(net), skb);
+		return pd_udp4_lib_lookup(net, pkt->saddr.v4, pkt->sport,
+					  pkt->daddr.v4, port, pkt->dif,
+					  pkt->sdif, skb);
+	return pd_udp6_lib_lookup(net, &pkt->saddr.v6, pkt->sport,
+				  &pkt->daddr.v6, port, pkt->dif, pkt->sdif,
+				  skb);
 }
 
 #endif /* _PD_LOOKUP_H */
