@@ -9,6 +9,7 @@
 
 #include <linux/atomic.h>
 #include <linux/kernel.h>
+#include <linux/slab.h>
 #include <net/inet6_hashtables.h>
 #include <net/inet_hashtables.h>
 #include <net/netlink.h>
@@ -38,6 +39,18 @@ char *pd_compat_errbuf(void);
 	snprintf(__buf, PD_ERRBUF_LEN - 1, fmt, ##args);		\
 	__extack->_msg = __buf;						\
 } while (0)
+#endif
+
+/*
+ * Allocations typed by what they allocate (new in 7.x): the size comes from
+ * the pointer's own type, so the two cannot disagree, and 7.x checks the
+ * result's type. Before them, the same size through sizeof; the flags are
+ * always given here.
+ */
+#ifndef kmalloc_obj
+#define kmalloc_obj(var, gfp)	kmalloc(sizeof(var), gfp)
+#define kzalloc_obj(var, gfp)	kzalloc(sizeof(var), gfp)
+#define kvzalloc_obj(var, gfp)	kvzalloc(sizeof(var), gfp)
 #endif
 
 /* UDP hash tables became per network namespace in 6.2. */

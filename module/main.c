@@ -18,6 +18,7 @@
 #include <linux/portdispatch.h>
 
 #include "attach.h"
+#include "compat.h"
 #include "counters.h"
 #include "netlink.h"
 #include "pernet.h"
@@ -57,7 +58,7 @@ static int __net_init pd_net_init(struct net *net)
 
 	/* A power-of-two size: kmalloc aligns it to a cache line. */
 	BUILD_BUG_ON(!is_power_of_2(sizeof(*pn->dp)));
-	pn->dp = kzalloc(sizeof(*pn->dp), GFP_KERNEL_ACCOUNT);
+	pn->dp = kzalloc_obj(*pn->dp, GFP_KERNEL_ACCOUNT);
 	if (!pn->dp)
 		return -ENOMEM;
 	pn->dp->pn = pn;

@@ -18,6 +18,7 @@
 #include <net/ip.h>
 #include <net/ipv6.h>
 
+#include "compat.h"
 #include "counters.h"
 #include "gfp.h"
 #include "packet.h"
@@ -360,7 +361,7 @@ int pd_replies_prepare(struct pd_net *pn)
 	lockdep_assert_held(&pn->lock);
 	if (pn->replies)
 		return 0;
-	r = kvzalloc(sizeof(*r), PD_GFP);
+	r = kvzalloc_obj(*r, PD_GFP);
 	if (!r)
 		return -ENOMEM;
 	r->seed = get_random_u32();

@@ -13,6 +13,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 
+#include "compat.h"
 #include "gfp.h"
 #include "store.h"
 
@@ -118,7 +119,7 @@ int pd_store_insert(struct pd_store *store, struct pd_rule *rule)
 
 	class = pd_class_find(store, &rule->key, &link, &parent);
 	if (!class) {
-		class = kzalloc(sizeof(*class), PD_GFP);
+		class = kzalloc_obj(*class, PD_GFP);
 		if (!class)
 			return -ENOMEM;
 		pd_class_key_of(&class->key, &rule->key);

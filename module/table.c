@@ -12,6 +12,7 @@
 #include <linux/sort.h>
 #include <linux/string.h>
 
+#include "compat.h"
 #include "gfp.h"
 #include "store.h"
 #include "table.h"
@@ -74,8 +75,8 @@ static int pd_rebuild_run(struct pd_store *store, const struct pd_txn *txn,
 	int err = 0;
 
 	for (b = b0; b <= b1; b++) {
-		table->block[proto][b] = kzalloc(sizeof(*table->block[proto][b]),
-						 PD_GFP);
+		table->block[proto][b] = kzalloc_obj(*table->block[proto][b],
+						     PD_GFP);
 		if (!table->block[proto][b])
 			return -ENOMEM;
 	}

@@ -133,7 +133,7 @@ static struct pd_change *pd_change_new(struct pd_txn *txn, enum pd_op op)
 	b = list_empty(&txn->blocks) ? NULL :
 	    list_last_entry(&txn->blocks, struct pd_change_block, node);
 	if (!b || b->used == PD_BLOCK_CHANGES) {
-		b = kmalloc(sizeof(*b), PD_GFP);
+		b = kmalloc_obj(*b, PD_GFP);
 		if (!b)
 			return NULL;
 		b->used = 0;
@@ -678,7 +678,7 @@ void pd_batch_idle_work(struct work_struct *work)
 		goto out;
 	}
 	old_memcg = set_active_memcg(pn->memcg);
-	d = kmalloc(sizeof(*d), PD_GFP);
+	d = kmalloc_obj(*d, PD_GFP);
 	set_active_memcg(old_memcg);
 	/* Without a way to tell the owner, the batch must wait. */
 	if (!d) {
