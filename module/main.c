@@ -142,7 +142,12 @@ static int __init pd_init(void)
 	err = pd_replies_init();
 	if (err)
 		goto rules_exit;
-	pd_wq = alloc_workqueue("portdispatch", 0, 0);
+	/*
+	 * Housekeeping (reaping, expiry, freeing after a grace period) with
+	 * no use for the CPU that queued it: unbound, which 7.x kernels ask
+	 * every workqueue to say (or WQ_PERCPU) and warn about otherwise.
+	 */
+	pd_wq = alloc_workqueue("portdispatch", WQ_UNBOUND, 0);
 	if (!pd_wq) {
 		err = -ENOMEM;
 		goto replies_exit;
