@@ -13,7 +13,7 @@ BENCH_KERNELS = $(if $(filter file,$(origin KVER)),6.1 6.12,$(KVER))
 
 all: module portctl selftests		## the module for KVER (default 6.1), portctl, the test helpers
 
-module:					## build/RELEASE/portdispatch.ko for KVER: 6.1, 6.12, debug or a release
+module:					## build/RELEASE/portdispatch.ko for KVER: 6.1, 6.12, debug (or its version: 7.3 today) or a release
 	@scripts/build-module $(KVER)
 
 modules:				## the module for 6.1 and 6.12
