@@ -188,9 +188,13 @@ static void pd_change_undo(struct pd_net *pn, struct pd_txn *txn,
 	}
 	pd_txn_host_release(c->host_charged);
 	list_del(&c->node);
-	/* The last change taken back, as a refused command's is: reused. */
+	/*
+	 * The last change taken back, as a refused command's is: reused. An
+	 * unwind empties the last block before it reaches the ones before,
+	 * whose changes stay where they are.
+	 */
 	b = list_last_entry(&txn->blocks, struct pd_change_block, node);
-	if (c == &b->changes[b->used - 1])
+	if (b->used && c == &b->changes[b->used - 1])
 		b->used--;
 }
 
