@@ -21,6 +21,25 @@
  * Two rules conflict when they have the same protocol, the same prefix,
  * overlapping port ranges and at least one address family in common.
  *
+ * Groups
+ * ------
+ * A rule has 1 to 16 targets (PORTDISPATCH_A_RULE_TARGET repeated, in the
+ * order given), each with a weight of 1-255 (TARGET_WEIGHT, default 1).
+ * Each new flow goes to one of them, chosen by a hash of its addresses and
+ * ports in proportion to the weights: every datagram of a UDP flow goes to
+ * the same target while the rule is unchanged. The choice is weighted
+ * rendezvous hashing, so a change of one target's weight, or its leaving,
+ * moves only flows that must move: to it, or from it. A hash's seed is the
+ * namespace's (random at its creation) mixed with the rule's protocol,
+ * ports and prefix, so that a RULE_REPLACE keeps it. A target that cannot
+ * take a flow is passed over for the next in that flow's own order; only
+ * when none can does the normal lookup answer. A target may appear once.
+ * Of a rule with several targets, a socket target that closes leaves it:
+ * RULE_REPLACE_NTF with the targets left; the last one leaving removes the
+ * rule (RULE_DEL_NTF, reason SOCKET_CLOSED), as for a rule of one target.
+ * Dumps and events report each target of a rule with several, with its
+ * TARGET_WEIGHT and TARGET_STATS.
+ *
  * UDP replies
  * -----------
  * A UDP target bound to another port or another address than the one a
@@ -47,7 +66,7 @@
  * --------
  * PORTDISPATCH_CMD_RULE_ADD
  *	Request: RULE_PROTO, RULE_PORT_MIN, [RULE_PORT_MAX], [RULE_FAMILY],
- *	[RULE_DST, RULE_DST_PLEN], RULE_TARGET.
+ *	[RULE_DST, RULE_DST_PLEN], RULE_TARGET (1-16 of them).
  *	Adds a rule. Fails with EEXIST, naming the conflicting rule, when it
  *	conflicts with one. With NLM_F_ECHO the rule is sent back as a
  *	RULE_GET message before the ack.
@@ -177,7 +196,9 @@ enum {
 					 * IPv4 is matched by its 4 bytes
 					 */
 	PORTDISPATCH_A_RULE_DST_PLEN,	/* u8, prefix length of RULE_DST */
-	PORTDISPATCH_A_RULE_TARGET,	/* nest, PORTDISPATCH_A_TARGET_* */
+	PORTDISPATCH_A_RULE_TARGET,	/* nest, PORTDISPATCH_A_TARGET_*;
+					 * repeated, 1-16: see Groups
+					 */
 	PORTDISPATCH_A_RULE_STATS,	/* nest, PORTDISPATCH_A_RULE_STATS_* */
 	PORTDISPATCH_A_RULE_REASON,	/* u8, enum portdispatch_del_reason */
 	PORTDISPATCH_A_RULE_COUNT,	/* u32, rules removed (FLUSH_NTF) */
@@ -190,7 +211,8 @@ enum {
  * A target is either a socket (TARGET_FD, with TARGET_PID and TARGET_PID_FD
  * naming where it came from) or a local port (TARGET_PORT): whichever socket
  * listens (TCP) or is bound (UDP) on that port, at the destination address,
- * when a new flow arrives. The other attributes are reported, not accepted.
+ * when a new flow arrives. TARGET_WEIGHT goes with either; the other
+ * attributes are reported, not accepted.
  */
 enum {
 	PORTDISPATCH_A_TARGET_UNSPEC,
@@ -206,6 +228,12 @@ enum {
 	PORTDISPATCH_A_TARGET_V6ONLY,	/* flag, IPv6 socket refusing IPv4 */
 	PORTDISPATCH_A_TARGET_LOCAL_ADDR, /* binary, 4 or 16 bytes */
 	PORTDISPATCH_A_TARGET_LOCAL_PORT, /* u32, the socket's own port */
+	PORTDISPATCH_A_TARGET_WEIGHT,	/* u32, 1-255, default 1: its share
+					 * of the rule's new flows
+					 */
+	PORTDISPATCH_A_TARGET_STATS,	/* nest, PORTDISPATCH_A_RULE_STATS_*
+					 * of this target (rules with several)
+					 */
 
 	__PORTDISPATCH_A_TARGET_MAX,
 	PORTDISPATCH_A_TARGET_MAX = __PORTDISPATCH_A_TARGET_MAX - 1
@@ -214,7 +242,10 @@ enum {
 /*
  * Per-rule counters, in dumps. Only new flows are counted: a TCP SYN (a
  * connection answered with a SYN cookie counts once), a UDP datagram that
- * no socket owns; not a segment that outlived its connection.
+ * no socket owns; not a segment that outlived its connection. Of one
+ * target of several (TARGET_STATS): STEERED, the flows it took;
+ * UNDELIVERABLE, flows that chose it first but that it could not take,
+ * passed over to the next target; no REPLIES, which the rule counts.
  */
 enum {
 	PORTDISPATCH_A_RULE_STATS_UNSPEC,
