@@ -54,7 +54,7 @@ static bool pd_entry_is(const struct pd_entry *e, const union pd_addr *addr,
 	return ipv6_addr_equal(&e->addr.v6, &addr->v6);
 }
 
-static const struct pd_entry *pd_group_find(const struct pd_group *g,
+static const struct pd_entry *pd_group_find(const struct pd_len_group *g,
 					    const union pd_addr *addr,
 					    u8 family)
 {
@@ -82,8 +82,8 @@ struct pd_rule *pd_portset_match_prefix(const struct pd_portset *set,
 					u8 family, const union pd_addr *daddr)
 {
 	unsigned int f = family == AF_INET6;
-	const struct pd_group *g = set->groups + (f ? set->nr_groups[0] : 0);
-	const struct pd_group *end = g + set->nr_groups[f];
+	const struct pd_len_group *g = set->groups + (f ? set->nr_groups[0] : 0);
+	const struct pd_len_group *end = g + set->nr_groups[f];
 	union pd_addr masked;
 
 	/* The group without a prefix, last, matches every address. */
@@ -135,7 +135,7 @@ static u16 pd_count_groups(const struct pd_entry *e, u32 start, u32 end)
 }
 
 /* The first slot for @addr that holds no entry, removed ones' included. */
-static u32 pd_group_free_slot(const struct pd_group *g,
+static u32 pd_group_free_slot(const struct pd_len_group *g,
 			      const union pd_addr *addr, u8 family)
 {
 	u32 i = pd_addr_hash(addr, family) & g->mask;
@@ -151,7 +151,7 @@ static u32 pd_group_free_slot(const struct pd_group *g,
  * hold, so that probes stay short until a rebuild, n lone additions later
  * at the earliest: in place, additions cost O(1) amortised.
  */
-static int pd_group_init(struct pd_group *g, const struct pd_entry *src,
+static int pd_group_init(struct pd_len_group *g, const struct pd_entry *src,
 			 u32 n, u8 family)
 {
 	u32 i, slot;
@@ -263,7 +263,7 @@ out:
 }
 
 /* The slot pointing to @addr's entry in hashed group @g, or NULL. */
-static u32 *pd_group_slot_of(struct pd_group *g, const union pd_addr *addr,
+static u32 *pd_group_slot_of(struct pd_len_group *g, const union pd_addr *addr,
 			     u8 family)
 {
 	u32 i, slot;
@@ -290,8 +290,8 @@ int pd_portset_patch(struct pd_portset *set, struct pd_rule *add,
 	const struct pd_key *key = add ? &add->key : &del->key;
 	u8 family = key->families == PD_FAM_V4 ? AF_INET : AF_INET6;
 	unsigned int f = family == AF_INET6;
-	struct pd_group *g = set->groups + (f ? set->nr_groups[0] : 0);
-	struct pd_group *end = g + set->nr_groups[f];
+	struct pd_len_group *g = set->groups + (f ? set->nr_groups[0] : 0);
+	struct pd_len_group *end = g + set->nr_groups[f];
 	u32 *slot;
 
 	if (!key->plen)

@@ -34,7 +34,7 @@ struct pd_entry {
  * one of its prefixes writes an entry, then the slot that makes it
  * visible, and costs the same whatever the group's size (pd_portset_patch).
  */
-struct pd_group {
+struct pd_len_group {
 	struct pd_entry	*entries;
 	u32		*slots;		/* hashed only */
 	u32		mask;		/* slots - 1; 0 when scanned */
@@ -48,7 +48,7 @@ struct pd_portset {
 	refcount_t	ref;		/* blocks pointing here */
 	u16		nr_groups[2];	/* IPv4, then IPv6 */
 	struct pd_rule	*any[2];	/* the rule without a prefix, if any */
-	struct pd_group	groups[];
+	struct pd_len_group	groups[];
 };
 
 void pd_portset_init(void);
