@@ -196,8 +196,8 @@ enum {
 					 * IPv4 is matched by its 4 bytes
 					 */
 	PORTDISPATCH_A_RULE_DST_PLEN,	/* u8, prefix length of RULE_DST */
-	PORTDISPATCH_A_RULE_TARGET,	/* nest, PORTDISPATCH_A_TARGET_*;
-					 * repeated, 1-16: see Groups
+	PORTDISPATCH_A_RULE_TARGET,	/* nest of TARGET attributes; 1-16
+					 * of them: see Groups
 					 */
 	PORTDISPATCH_A_RULE_STATS,	/* nest, PORTDISPATCH_A_RULE_STATS_* */
 	PORTDISPATCH_A_RULE_REASON,	/* u8, enum portdispatch_del_reason */
@@ -231,8 +231,8 @@ enum {
 	PORTDISPATCH_A_TARGET_WEIGHT,	/* u32, 1-255, default 1: its share
 					 * of the rule's new flows
 					 */
-	PORTDISPATCH_A_TARGET_STATS,	/* nest, PORTDISPATCH_A_RULE_STATS_*
-					 * of this target (rules with several)
+	PORTDISPATCH_A_TARGET_STATS,	/* nest of RULE_STATS attributes: this
+					 * target's, in a rule of several
 					 */
 
 	__PORTDISPATCH_A_TARGET_MAX,
