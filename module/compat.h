@@ -9,6 +9,7 @@
 
 #include <linux/atomic.h>
 #include <linux/kernel.h>
+#include <linux/memcontrol.h>
 #include <linux/slab.h>
 #include <net/inet6_hashtables.h>
 #include <net/inet_hashtables.h>
@@ -134,5 +135,19 @@ pd_udp6_lib_lookup(struct net *net, const struct in6_addr *saddr,
 #define pd_udp4_lib_lookup	__udp4_lib_lookup
 #define pd_udp6_lib_lookup	__udp6_lib_lookup
 #endif
+
+/*
+ * Another reference to a memory cgroup one is held to. No helper takes
+ * one (mem_cgroup_put() has no pair), and a kernel without memory cgroups
+ * has none to take.
+ */
+static inline struct mem_cgroup *pd_memcg_get(struct mem_cgroup *memcg)
+{
+#ifdef CONFIG_MEMCG
+	if (memcg)
+		css_get(&memcg->css);
+#endif
+	return memcg;
+}
 
 #endif /* _PD_COMPAT_H */

@@ -16,8 +16,9 @@
  *     not run on loopback, nor when it is switched off), and the packet
  *     carries it on, as early demux would have; except a SYN that TCP
  *     would let reopen a TIME_WAIT connection: that is a new flow;
- *  4. the rule's target takes the new flow if it can; if it cannot, the
- *     stack's normal lookup answers, exactly as without the rule. A UDP
+ *  4. the rule's target takes the new flow if it can (of a group, the
+ *     member the flow hashes to, or the next in its order: group.h); if
+ *     none can, the stack's normal lookup answers, as without the rule. A UDP
  *     flow is remembered, so that its replies leave from the port the
  *     client used (reply.h).
  */
@@ -40,6 +41,7 @@
 #include <net/udp.h>
 
 #include "compat.h"
+#include "group.h"
 #include "hook.h"
 #include "lookup.h"
 #include "packet.h"
@@ -165,6 +167,90 @@ static struct sock *pd_target_pick(struct net *net, struct sk_buff *skb,
 }
 
 /*
+ * A TCP segment that no socket owns goes to the target too, the SYN that
+ * opens a connection and any other: the ACK that completes a handshake
+ * answered with a SYN cookie has only the listener to go to, and the
+ * target's is the one that sent the cookie. But only a SYN is a new flow,
+ * which the rule's counters count: a segment that outlived its
+ * connection (a retransmission answered after the close, a reset, a
+ * scanner's ACK) is handed over as the stack would hand it to a
+ * listener, and counted only as the packet it is (hits).
+ */
+static inline bool pd_new_flow(const struct pd_packet *pkt)
+{
+	return pkt->proto == PD_UDP || pkt->tcp_syn_only;
+}
+
+/*
+ * A member that was a flow's first choice and could not take it: counted,
+ * and if its socket closed, the reaper takes it out of the group.
+ */
+static void pd_member_passed_over(const struct pd_datapath *dp,
+				  const struct pd_packet *pkt,
+				  const struct pd_member *m)
+{
+	if (pd_new_flow(pkt))
+		pd_count(m->counters, PD_COUNT_UNDELIVERABLE);
+	if (pd_target_closed(&m->target))
+		pd_reaper_kick(dp->pn);
+}
+
+/* The rest of the slot's order, when its own member could not take the flow. */
+static noinline struct sock *pd_group_pick_next(const struct pd_datapath *dp,
+						struct net *net,
+						struct sk_buff *skb,
+						const struct pd_packet *pkt,
+						const struct pd_group *g,
+						unsigned int slot,
+						const struct pd_member **mp)
+{
+	u8 order[PD_GROUP_MAX];
+	unsigned int i, n;
+	struct sock *sk;
+
+	pd_member_passed_over(dp, pkt, *mp);
+	n = pd_group_order(g, slot, order);
+	for (i = 1; i < n; i++) {
+		*mp = &g->member[order[i]];
+		sk = pd_target_pick(net, skb, pkt, &(*mp)->target);
+		if (sk)
+			return sk;
+		if (pd_target_closed(&(*mp)->target))
+			pd_reaper_kick(dp->pn);
+	}
+	*mp = NULL;
+	return NULL;
+}
+
+/*
+ * The socket for a new flow of @rule, and of a group the member that
+ * takes it (*@mp); NULL when no target can take it now.
+ */
+static inline struct sock *pd_rule_pick(const struct pd_datapath *dp,
+					struct net *net, struct sk_buff *skb,
+					const struct pd_packet *pkt,
+					const struct pd_rule *rule,
+					const struct pd_member **mp)
+{
+	const struct pd_group *g = rule->target.group;
+	unsigned int slot;
+	struct sock *sk;
+
+	if (likely(rule->target.kind != PD_TARGET_GROUP)) {
+		sk = pd_target_pick(net, skb, pkt, &rule->target);
+		if (!sk && pd_target_closed(&rule->target))
+			pd_reaper_kick(dp->pn);
+		return sk;
+	}
+	slot = pd_group_slot(g, pkt);
+	*mp = &g->member[g->slot[slot]];
+	sk = pd_target_pick(net, skb, pkt, &(*mp)->target);
+	if (likely(sk))
+		return sk;
+	return pd_group_pick_next(dp, net, skb, pkt, g, slot, mp);
+}
+
+/*
  * Hand the packet to @sk as bpf_sk_assign() does. Listeners and bound UDP
  * sockets are freed only after a grace period (SOCK_RCU_FREE), and the
  * packet is delivered within this RCU read section, so it borrows the
@@ -192,25 +278,11 @@ static inline bool pd_assign(struct sk_buff *skb, struct sock *sk)
 	return true;
 }
 
-/*
- * A TCP segment that no socket owns goes to the target too, the SYN that
- * opens a connection and any other: the ACK that completes a handshake
- * answered with a SYN cookie has only the listener to go to, and the
- * target's is the one that sent the cookie. But only a SYN is a new flow,
- * which the rule's counters count: a segment that outlived its
- * connection (a retransmission answered after the close, a reset, a
- * scanner's ACK) is handed over as the stack would hand it to a
- * listener, and counted only as the packet it is (hits).
- */
-static inline bool pd_new_flow(const struct pd_packet *pkt)
-{
-	return pkt->proto == PD_UDP || pkt->tcp_syn_only;
-}
-
 static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 			    struct sk_buff *skb, struct pd_packet *pkt,
 			    struct pd_rule *rule)
 {
+	const struct pd_member *m = NULL;
 	struct sock *sk, *tw = NULL;
 
 	if (!pd_unicast(skb, pkt))
@@ -241,10 +313,13 @@ static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 	if (!pskb_may_pull(skb, pkt->thoff + pkt->thlen))
 		goto out;
 	__skb_pull(skb, pkt->thoff);
-	sk = pd_target_pick(net, skb, pkt, &rule->target);
+	sk = pd_rule_pick(dp, net, skb, pkt, rule, &m);
 	if (sk && pd_assign(skb, sk)) {
-		if (pd_new_flow(pkt))
+		if (pd_new_flow(pkt)) {
 			pd_count(rule->counters, PD_COUNT_STEERED);
+			if (m)
+				pd_count(m->counters, PD_COUNT_STEERED);
+		}
 		/* Set before any table with a UDP rule was published. */
 		if (pkt->proto == PD_UDP && READ_ONCE(dp->replies))
 			pd_reply_note(READ_ONCE(dp->replies), sk, pkt, rule);
@@ -252,11 +327,8 @@ static inline void pd_steer(const struct pd_datapath *dp, struct net *net,
 			inet_twsk_deschedule_put(inet_twsk(tw));
 			tw = NULL;
 		}
-	} else {
-		if (pd_new_flow(pkt))
-			pd_count(rule->counters, PD_COUNT_UNDELIVERABLE);
-		if (pd_target_closed(&rule->target))
-			pd_reaper_kick(dp->pn);
+	} else if (pd_new_flow(pkt)) {
+		pd_count(rule->counters, PD_COUNT_UNDELIVERABLE);
 	}
 	__skb_push(skb, pkt->thoff);
 out:

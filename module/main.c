@@ -50,6 +50,7 @@ static int __net_init pd_net_init(struct net *net)
 	int err;
 
 	pn->net = net;
+	pn->group_seed = get_random_u32();
 	mutex_init(&pn->lock);
 	INIT_LIST_HEAD(&pn->sock_rules);
 	INIT_LIST_HEAD(&pn->dropped);

@@ -21,6 +21,7 @@
 
 #include "compat.h"
 #include "gfp.h"
+#include "group.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
@@ -45,6 +46,7 @@ static const struct nla_policy pd_target_policy[PORTDISPATCH_A_TARGET_MAX + 1] =
 	[PORTDISPATCH_A_TARGET_PID]	= { .type = NLA_U32 },
 	[PORTDISPATCH_A_TARGET_PID_FD]	= { .type = NLA_U32 },
 	[PORTDISPATCH_A_TARGET_PORT]	= { .type = NLA_U32 },
+	[PORTDISPATCH_A_TARGET_WEIGHT]	= { .type = NLA_U32 },
 };
 
 /* Ports are u32 so that a port of 70000 reaches us and gets a real answer. */
@@ -327,8 +329,35 @@ static int pd_nl_put_socket(struct sk_buff *msg, const struct pd_target *t,
 	return 0;
 }
 
+/* Counters in a nest of @attr; a group's member has no replies of its own. */
+static int pd_nl_put_stats(struct sk_buff *msg, int attr,
+			   struct pd_counters *counters, bool replies)
+{
+	u64 sum[PD_NCOUNTS];
+	struct nlattr *nest;
+
+	pd_counters_read(counters, sum);
+	nest = nla_nest_start(msg, attr);
+	if (!nest ||
+	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_STEERED,
+			      sum[PD_COUNT_STEERED],
+			      PORTDISPATCH_A_RULE_STATS_PAD) ||
+	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE,
+			      sum[PD_COUNT_UNDELIVERABLE],
+			      PORTDISPATCH_A_RULE_STATS_PAD))
+		return -EMSGSIZE;
+	if (replies &&
+	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_REPLIES,
+			      sum[PD_COUNT_REPLIES],
+			      PORTDISPATCH_A_RULE_STATS_PAD))
+		return -EMSGSIZE;
+	nla_nest_end(msg, nest);
+	return 0;
+}
+
+/* A target; with @m, as a member of a group, with its weight and counters. */
 static int pd_nl_put_target(struct sk_buff *msg, const struct pd_target *t,
-			    bool for_event)
+			    const struct pd_member *m, bool for_event)
 {
 	struct nlattr *nest;
 	int err;
@@ -340,6 +369,10 @@ static int pd_nl_put_target(struct sk_buff *msg, const struct pd_target *t,
 		err = nla_put_u32(msg, PORTDISPATCH_A_TARGET_PORT, t->port);
 	else
 		err = pd_nl_put_socket(msg, t, for_event);
+	if (!err && m)
+		err = nla_put_u32(msg, PORTDISPATCH_A_TARGET_WEIGHT, m->weight) ?:
+		      pd_nl_put_stats(msg, PORTDISPATCH_A_TARGET_STATS,
+				      m->counters, false);
 	if (err) {
 		nla_nest_cancel(msg, nest);
 		return err;
@@ -348,28 +381,18 @@ static int pd_nl_put_target(struct sk_buff *msg, const struct pd_target *t,
 	return 0;
 }
 
-static int pd_nl_put_stats(struct sk_buff *msg, const struct pd_rule *rule)
+static int pd_nl_put_targets(struct sk_buff *msg, const struct pd_rule *rule,
+			     bool for_event)
 {
-	u64 sum[PD_NCOUNTS];
-	struct nlattr *nest;
+	const struct pd_group *g = pd_rule_group(rule);
+	unsigned int i;
 
-	pd_counters_read(rule->counters, sum);
-	nest = nla_nest_start(msg, PORTDISPATCH_A_RULE_STATS);
-	if (!nest ||
-	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_STEERED,
-			      sum[PD_COUNT_STEERED],
-			      PORTDISPATCH_A_RULE_STATS_PAD) ||
-	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE,
-			      sum[PD_COUNT_UNDELIVERABLE],
-			      PORTDISPATCH_A_RULE_STATS_PAD))
-		return -EMSGSIZE;
-	/* Only UDP replies are rewritten. */
-	if (pd_rule_is_udp(rule) &&
-	    nla_put_u64_64bit(msg, PORTDISPATCH_A_RULE_STATS_REPLIES,
-			      sum[PD_COUNT_REPLIES],
-			      PORTDISPATCH_A_RULE_STATS_PAD))
-		return -EMSGSIZE;
-	nla_nest_end(msg, nest);
+	if (!g)
+		return pd_nl_put_target(msg, &rule->target, NULL, for_event);
+	for (i = 0; i < g->size; i++)
+		if (pd_nl_put_target(msg, &g->member[i].target, &g->member[i],
+				     for_event))
+			return -EMSGSIZE;
 	return 0;
 }
 
@@ -392,8 +415,10 @@ static int pd_nl_put_rule(struct sk_buff *msg, const struct pd_rule *rule,
 	    (pd_nl_put_addr(msg, PORTDISPATCH_A_RULE_DST, family, &key->addr) ||
 	     nla_put_u8(msg, PORTDISPATCH_A_RULE_DST_PLEN, key->plen)))
 		return -EMSGSIZE;
-	if (pd_nl_put_target(msg, &rule->target, for_event) ||
-	    pd_nl_put_stats(msg, rule))
+	/* Only UDP replies are rewritten. */
+	if (pd_nl_put_targets(msg, rule, for_event) ||
+	    pd_nl_put_stats(msg, PORTDISPATCH_A_RULE_STATS, rule->counters,
+			    pd_rule_is_udp(rule)))
 		return -EMSGSIZE;
 	return 0;
 }
@@ -440,14 +465,97 @@ static int pd_nl_refuse(struct genl_info *info, int err)
 	return err;
 }
 
+/* The targets a request gives: RULE_TARGET, repeated. */
+static unsigned int pd_nl_count_targets(struct genl_info *info)
+{
+	const struct nlattr *a;
+	unsigned int n = 0;
+	int rem;
+
+	nlmsg_for_each_attr(a, info->nlhdr, GENL_HDRLEN, rem)
+		n += nla_type(a) == PORTDISPATCH_A_RULE_TARGET;
+	return n;
+}
+
+/* One target nest; @weight stays as it is when the nest has none. */
+static int pd_nl_parse_target(struct genl_info *info, const struct nlattr *a,
+			      struct pd_target *target, u8 *weight,
+			      struct pd_key *key)
+{
+	struct nlattr *ttb[PORTDISPATCH_A_TARGET_MAX + 1];
+	const struct nlattr *w;
+	struct pd_target_req req;
+	int err;
+
+	err = nla_parse_nested(ttb, PORTDISPATCH_A_TARGET_MAX, a,
+			       pd_target_policy, info->extack);
+	if (err)
+		return err;
+	w = ttb[PORTDISPATCH_A_TARGET_WEIGHT];
+	if (w) {
+		if (!nla_get_u32(w) || nla_get_u32(w) > 255) {
+			NL_SET_BAD_ATTR(info->extack, w);
+			NL_SET_ERR_MSG_FMT(info->extack,
+					   "weight %u is out of range 1-255",
+					   nla_get_u32(w));
+			return -EINVAL;
+		}
+		*weight = nla_get_u32(w);
+	}
+	req = (struct pd_target_req){
+		.fd_attr	= ttb[PORTDISPATCH_A_TARGET_FD],
+		.pid_attr	= ttb[PORTDISPATCH_A_TARGET_PID],
+		.pid_fd_attr	= ttb[PORTDISPATCH_A_TARGET_PID_FD],
+		.port_attr	= ttb[PORTDISPATCH_A_TARGET_PORT],
+	};
+	return pd_target_init(target, genl_info_net(info), &req, key,
+			      info->extack);
+}
+
+/*
+ * A group's members, in the order given. A target given twice would only
+ * be a weight spelt twice, and counted twice: refused.
+ */
+static int pd_nl_parse_group(struct genl_info *info, struct pd_rule *rule)
+{
+	struct pd_group *g = rule->target.group;
+	const struct nlattr *a;
+	unsigned int i, n = 0;
+	int rem, err;
+
+	nlmsg_for_each_attr(a, info->nlhdr, GENL_HDRLEN, rem) {
+		struct pd_member *m = &g->member[n];
+
+		if (nla_type(a) != PORTDISPATCH_A_RULE_TARGET)
+			continue;
+		m->weight = 1;
+		err = pd_nl_parse_target(info, a, &m->target, &m->weight,
+					 &rule->key);
+		if (err)
+			return err;
+		for (i = 0; i < n; i++) {
+			if (!pd_target_same(&g->member[i].target, &m->target))
+				continue;
+			NL_SET_BAD_ATTR(info->extack, a);
+			NL_SET_ERR_MSG_FMT(info->extack,
+					   "target %u repeats target %u: give one a larger weight",
+					   n + 1, i + 1);
+			return -EINVAL;
+		}
+		n++;
+	}
+	pd_group_build(g, pd_group_seed(pd_net(genl_info_net(info))->group_seed,
+					&rule->key));
+	return 0;
+}
+
 /* The rule a RULE_ADD or RULE_REPLACE asks for, in no table yet. */
 static int pd_nl_rule_new(struct genl_info *info, struct pd_rule **rulep)
 {
-	struct nlattr *ttb[PORTDISPATCH_A_TARGET_MAX + 1];
-	struct net *net = genl_info_net(info);
-	struct pd_target_req req;
+	unsigned int targets = pd_nl_count_targets(info);
 	struct pd_rule *rule;
 	struct pd_key key;
+	u8 weight;
 	int err;
 
 	err = pd_nl_parse_key(info, &key);
@@ -455,23 +563,27 @@ static int pd_nl_rule_new(struct genl_info *info, struct pd_rule **rulep)
 		return err;
 	if (pd_nl_missing(info, PORTDISPATCH_A_RULE_TARGET, "target"))
 		return -EINVAL;
-	err = nla_parse_nested(ttb, PORTDISPATCH_A_TARGET_MAX,
-			       info->attrs[PORTDISPATCH_A_RULE_TARGET],
-			       pd_target_policy, info->extack);
-	if (err)
-		return err;
-	req = (struct pd_target_req){
-		.fd_attr	= ttb[PORTDISPATCH_A_TARGET_FD],
-		.pid_attr	= ttb[PORTDISPATCH_A_TARGET_PID],
-		.pid_fd_attr	= ttb[PORTDISPATCH_A_TARGET_PID_FD],
-		.port_attr	= ttb[PORTDISPATCH_A_TARGET_PORT],
-	};
+	if (targets > PD_GROUP_MAX) {
+		NL_SET_ERR_MSG_FMT(info->extack,
+				   "a rule has at most %u targets, not %u",
+				   PD_GROUP_MAX, targets);
+		return -EINVAL;
+	}
 
 	rule = pd_rule_alloc(&key, PD_GFP);
 	if (!rule)
 		return -ENOMEM;
-	err = pd_target_init(&rule->target, net, &req, &rule->key,
-			     info->extack);
+	if (targets == 1) {
+		/* A weight alone has nothing to share with: checked, unused. */
+		err = pd_nl_parse_target(info,
+					 info->attrs[PORTDISPATCH_A_RULE_TARGET],
+					 &rule->target, &weight, &rule->key);
+	} else {
+		rule->target.group = pd_group_alloc(targets, PD_GFP);
+		rule->target.kind = PD_TARGET_GROUP;
+		err = rule->target.group ? pd_nl_parse_group(info, rule) :
+					   -ENOMEM;
+	}
 	if (err) {
 		pd_rule_free(rule);
 		return err;

@@ -48,6 +48,7 @@ struct pd_net {
 	struct list_head	dropped;	/* batches whose owner is not told */
 	unsigned int		nr_rules;	/* published rules */
 	u32			next_id;
+	u32			group_seed;	/* secret of groups' hashes */
 	u32			generation;	/* bumped by every commit */
 	struct list_head	sock_rules;	/* published socket rules */
 	unsigned int		udp6_rules;	/* published, that IPv6 can match */

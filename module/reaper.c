@@ -36,7 +36,7 @@ void pd_reap_locked(struct pd_net *pn)
 
 	list_for_each_entry(rule, &pn->sock_rules, sock_node) {
 		cond_resched();
-		if (rule->staged_del || !pd_target_closed(&rule->target))
+		if (rule->staged_del || !pd_rule_closed(rule))
 			continue;
 		if (!txn) {
 			txn = pd_txn_begin(0);

@@ -9,6 +9,9 @@
 #include <linux/string.h>
 #include <net/ipv6.h>
 
+#include "compat.h"
+#include "gfp.h"
+#include "group.h"
 #include "rule.h"
 
 static struct kmem_cache *pd_rule_cache __read_mostly;
@@ -56,6 +59,68 @@ void pd_rule_free(struct pd_rule *rule)
 	pd_counters_put(rule->counters);
 	mem_cgroup_put(rule->memcg);
 	kmem_cache_free(pd_rule_cache, rule);
+}
+
+/* Target @i of @rule, in the order given; NULL past the last. */
+static const struct pd_target *pd_rule_target(const struct pd_rule *rule,
+					      unsigned int i)
+{
+	const struct pd_group *g = pd_rule_group(rule);
+
+	if (!g)
+		return i ? NULL : &rule->target;
+	return i < g->size ? &g->member[i].target : NULL;
+}
+
+bool pd_rule_is_socket(const struct pd_rule *rule)
+{
+	const struct pd_target *t;
+	unsigned int i;
+
+	for (i = 0; (t = pd_rule_target(rule, i)); i++)
+		if (t->kind == PD_TARGET_SOCKET)
+			return true;
+	return false;
+}
+
+bool pd_rule_closed(const struct pd_rule *rule)
+{
+	const struct pd_target *t;
+	unsigned int i;
+
+	for (i = 0; (t = pd_rule_target(rule, i)); i++)
+		if (pd_target_closed(t))
+			return true;
+	return false;
+}
+
+static bool pd_rule_has_target(const struct pd_rule *rule,
+			       const struct pd_target *target)
+{
+	const struct pd_target *t;
+	unsigned int i;
+
+	for (i = 0; (t = pd_rule_target(rule, i)); i++)
+		if (pd_target_same(t, target))
+			return true;
+	return false;
+}
+
+/*
+ * Whether @rule, replacing @old, still has every socket that @old's UDP
+ * flows may have gone to: those flows then carry on with it. A closed
+ * socket has no flows left to serve.
+ */
+bool pd_rule_serves_flows_of(const struct pd_rule *rule,
+			     const struct pd_rule *old)
+{
+	const struct pd_target *t;
+	unsigned int i;
+
+	for (i = 0; (t = pd_rule_target(old, i)); i++)
+		if (!pd_target_closed(t) && !pd_rule_has_target(rule, t))
+			return false;
+	return true;
 }
 
 bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families)

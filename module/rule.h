@@ -20,6 +20,7 @@
 
 struct mem_cgroup;
 struct pd_class;
+struct pd_group;
 struct pd_txn;
 
 /* Protocols get dense indexes so that tables can be arrays. */
@@ -56,7 +57,7 @@ struct pd_rule {
 	 * packets are reading, never touch these lines.
 	 */
 	struct pd_counters *counters;	/* a replace hands them on */
-	struct pd_target target;
+	struct pd_target target;	/* of several: PD_TARGET_GROUP */
 	struct pd_key	key;
 	u32		id;
 	/* Whose memory cgroup pays for the UDP flows it steers (reply.c). */
@@ -112,10 +113,18 @@ static inline bool pd_rule_live_after(const struct pd_rule *rule,
 	return !rule->staged_del;
 }
 
-static inline bool pd_rule_is_socket(const struct pd_rule *rule)
+/* A rule of several targets: its group (group.h), else NULL. */
+static inline struct pd_group *pd_rule_group(const struct pd_rule *rule)
 {
-	return rule->target.kind == PD_TARGET_SOCKET;
+	return rule->target.kind == PD_TARGET_GROUP ? rule->target.group : NULL;
 }
+
+/* A rule with a socket among its targets: one the reaper watches. */
+bool pd_rule_is_socket(const struct pd_rule *rule);
+/* A target of @rule is a socket that closed. */
+bool pd_rule_closed(const struct pd_rule *rule);
+bool pd_rule_serves_flows_of(const struct pd_rule *rule,
+			     const struct pd_rule *old);
 
 static inline bool pd_rule_is_udp(const struct pd_rule *rule)
 {
@@ -130,7 +139,7 @@ static inline bool pd_rule_is_udp(const struct pd_rule *rule)
 static inline void pd_rule_retire(struct pd_rule *rule,
 				  struct pd_rule *successor)
 {
-	if (successor && !pd_target_same(&rule->target, &successor->target))
+	if (successor && !pd_rule_serves_flows_of(successor, rule))
 		successor = NULL;
 	/* Over build_node, which pointed at itself. */
 	WRITE_ONCE(rule->replaced_by, successor);

@@ -21,6 +21,7 @@
 #include <linux/portdispatch.h>
 
 #include "compat.h"
+#include "group.h"
 #include "rule.h"
 #include "target.h"
 
@@ -215,11 +216,24 @@ int pd_target_init(struct pd_target *target, struct net *net,
 /* Also for a target that pd_target_init() left half made. */
 void pd_target_release(struct pd_target *target)
 {
-	if (target->sk)
+	if (target->kind == PD_TARGET_GROUP)
+		pd_group_free(target->group);
+	else if (target->sk)
 		sock_put(target->sk);
 	put_pid(target->owner);
 	if (target->owner_ns)
 		put_pid_ns(target->owner_ns);
+}
+
+/* @dst takes references of its own to what @src holds. */
+void pd_target_copy(struct pd_target *dst, const struct pd_target *src)
+{
+	*dst = *src;
+	if (dst->sk)
+		sock_hold(dst->sk);
+	get_pid(dst->owner);
+	if (dst->owner_ns)
+		get_pid_ns(dst->owner_ns);
 }
 
 /* The socket is gone for good: its last file was closed. */

@@ -20,11 +20,13 @@ struct nlattr;
 struct pid;
 struct pid_namespace;
 struct sock;
+struct pd_group;
 struct pd_key;
 
 enum pd_target_kind {
 	PD_TARGET_SOCKET,
 	PD_TARGET_PORT,
+	PD_TARGET_GROUP,	/* several, by weight: a rule's only */
 };
 
 struct pd_target {
@@ -33,7 +35,10 @@ struct pd_target {
 
 	/* PD_TARGET_SOCKET */
 	u32		owner_fd;	/* beside the above: a word saved */
-	struct sock	*sk;
+	union {
+		struct sock	*sk;
+		struct pd_group	*group;	/* PD_TARGET_GROUP */
+	};
 	struct pid	*owner;		/* the process named, for reports */
 	struct pid_namespace *owner_ns;	/* whose numbering named it */
 	unsigned long	ino;
@@ -55,6 +60,7 @@ int pd_target_init(struct pd_target *target, struct net *net,
 		   const struct pd_target_req *req, struct pd_key *key,
 		   struct netlink_ext_ack *extack);
 void pd_target_release(struct pd_target *target);
+void pd_target_copy(struct pd_target *dst, const struct pd_target *src);
 
 bool pd_target_closed(const struct pd_target *target);
 u8 pd_target_state(const struct pd_target *target);

@@ -17,6 +17,7 @@
 #include "attach.h"
 #include "compat.h"
 #include "gfp.h"
+#include "group.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "reaper.h"
@@ -408,6 +409,25 @@ void pd_txn_abort(struct pd_net *pn, struct pd_txn *txn)
 	pd_txn_free(txn);
 }
 
+/* And each member of a group those of the member with its target. */
+static void pd_group_hand_over_stats(struct pd_group *g,
+				     const struct pd_group *old)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < g->size; i++) {
+		for (j = 0; j < old->size; j++) {
+			if (!pd_target_same(&g->member[i].target,
+					    &old->member[j].target))
+				continue;
+			pd_counters_put(g->member[i].counters);
+			g->member[i].counters =
+				pd_counters_get(old->member[j].counters);
+			break;
+		}
+	}
+}
+
 /*
  * A replacing rule carries on the counters of the rule it replaces. Done
  * before the new rule is published, while no packet can reach its own
@@ -425,6 +445,9 @@ static void pd_txn_hand_over_stats(struct pd_txn *txn)
 		old = list_first_entry(&c->removed, struct pd_rule, del_node);
 		pd_counters_put(c->added->counters);
 		c->added->counters = pd_counters_get(old->counters);
+		if (pd_rule_group(c->added) && pd_rule_group(old))
+			pd_group_hand_over_stats(pd_rule_group(c->added),
+						 pd_rule_group(old));
 	}
 }
 

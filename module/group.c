@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Groups: members, their slot table, and their order for one slot. */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bitops.h>
+#include <linux/hash.h>
+#include <linux/math64.h>
+#include <linux/mm.h>
+#include <linux/overflow.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+
+#include "group.h"
+#include "rule.h"
+
+struct pd_group *pd_group_alloc(unsigned int size, gfp_t gfp)
+{
+	struct pd_group *g;
+	unsigned int i;
+
+	/* A slot table and 16 members: over a page, so vmalloc may do. */
+	g = kvzalloc(struct_size(g, member, size), gfp);
+	if (!g)
+		return NULL;
+	g->size = size;
+	for (i = 0; i < size; i++) {
+		g->member[i].counters = pd_counters_alloc(gfp);
+		if (!g->member[i].counters) {
+			pd_group_free(g);
+			return NULL;
+		}
+	}
+	return g;
+}
+
+/* Also of a group half made. */
+void pd_group_free(struct pd_group *g)
+{
+	unsigned int i;
+
+	if (!g)
+		return;
+	for (i = 0; i < g->size; i++) {
+		pd_target_release(&g->member[i].target);
+		if (g->member[i].counters)
+			pd_counters_put(g->member[i].counters);
+	}
+	kvfree(g);
+}
+
+/*
+ * What a replace keeps, a rule's protocol, ports and prefix, decides the
+ * seed with the namespace's secret: a replace then moves only the flows
+ * its change of members must move, and two rules never share a split.
+ */
+u32 pd_group_seed(u32 ns_seed, const struct pd_key *key)
+{
+	u32 words[] = {
+		key->proto,
+		(u32)key->port_min << 16 | key->port_max,
+		key->plen,
+		jhash(&key->addr, sizeof(key->addr), 0),
+	};
+
+	return jhash2(words, ARRAY_SIZE(words), ns_seed);
+}
+
+/*
+ * A socket is known by its inode, a port by its number: the same targets
+ * given in another order, or by other fds, hash as they did.
+ */
+void pd_member_identify(struct pd_member *m)
+{
+	if (m->target.kind == PD_TARGET_PORT)
+		m->ident = m->target.port;
+	else
+		m->ident = hash_64(m->target.ino, 32) | BIT(31);
+}
+
+/*
+ * -log2(u) in 16.16 fixed point, for u = (h + 1) / 2^32 in (0, 1]: an
+ * exponential variable when h is uniform. The fraction of log2 comes a bit
+ * at a time by squaring the mantissa (no floating point in the kernel).
+ */
+static u32 pd_neglog2(u32 h)
+{
+	u64 x = (u64)h + 1;
+	unsigned int msb = fls64(x) - 1;
+	u64 m = msb > 31 ? x >> (msb - 31) : x << (31 - msb);
+	u32 frac = 0;
+	int bit;
+
+	/* m / 2^31 is in [1, 2); squaring it doubles its log. */
+	for (bit = 15; bit >= 0; bit--) {
+		m = (m * m) >> 31;
+		if (m >= BIT_ULL(32)) {
+			frac |= BIT(bit);
+			m >>= 1;
+		}
+	}
+	return (32U << 16) - ((msb << 16) | frac);
+}
+
+static u32 pd_score(const struct pd_group *g, unsigned int slot,
+		    const struct pd_member *m)
+{
+	return pd_neglog2(jhash_3words(slot, m->ident, 0, g->seed));
+}
+
+/*
+ * Whether member @a (score @sa) ranks before @b for a slot: the smaller
+ * score / weight, compared without dividing. A tie (of identities that
+ * hash alike) goes to the first in the list.
+ */
+static bool pd_ranks_before(const struct pd_member *a, u32 sa,
+			    const struct pd_member *b, u32 sb)
+{
+	return (u64)sa * b->weight < (u64)sb * a->weight;
+}
+
+/* The slot table, for members whose targets are set. May sleep. */
+void pd_group_build(struct pd_group *g, u32 seed)
+{
+	unsigned int slot, i, best;
+	u32 score, best_score;
+
+	g->seed = seed;
+	for (i = 0; i < g->size; i++)
+		pd_member_identify(&g->member[i]);
+	for (slot = 0; slot < PD_GROUP_SLOTS; slot++) {
+		best = 0;
+		best_score = pd_score(g, slot, &g->member[0]);
+		for (i = 1; i < g->size; i++) {
+			score = pd_score(g, slot, &g->member[i]);
+			if (pd_ranks_before(&g->member[i], score,
+					    &g->member[best], best_score)) {
+				best = i;
+				best_score = score;
+			}
+		}
+		g->slot[slot] = best;
+		if (!(slot % 256))
+			cond_resched();
+	}
+}
+
+/*
+ * The members in the order a flow of @slot tries them: the slot's own
+ * member first. Only for a flow that member could not take: O(size^2),
+ * at most 16 members.
+ */
+unsigned int pd_group_order(const struct pd_group *g, unsigned int slot,
+			    u8 order[PD_GROUP_MAX])
+{
+	u32 score[PD_GROUP_MAX];
+	unsigned int i, j;
+
+	for (i = 0; i < g->size; i++) {
+		u32 s = pd_score(g, slot, &g->member[i]);
+
+		for (j = i; j && pd_ranks_before(&g->member[i], s,
+						 &g->member[order[j - 1]],
+						 score[j - 1]); j--) {
+			order[j] = order[j - 1];
+			score[j] = score[j - 1];
+		}
+		order[j] = i;
+		score[j] = s;
+	}
+	return g->size;
+}
+
+bool pd_group_has_socket(const struct pd_group *g)
+{
+	unsigned int i;
+
+	for (i = 0; i < g->size; i++)
+		if (g->member[i].target.kind == PD_TARGET_SOCKET)
+			return true;
+	return false;
+}
+
+bool pd_group_closed(const struct pd_group *g)
+{
+	unsigned int i;
+
+	for (i = 0; i < g->size; i++)
+		if (pd_target_closed(&g->member[i].target))
+			return true;
+	return false;
+}
