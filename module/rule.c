@@ -123,6 +123,48 @@ bool pd_rule_serves_flows_of(const struct pd_rule *rule,
 	return true;
 }
 
+/*
+ * A group's replacement when members closed: the members left, with their
+ * weights, the same seed (no flow of a member left moves) and the same
+ * owner. NULL when none is left; an error pointer without memory.
+ */
+struct pd_rule *pd_rule_without_closed(const struct pd_rule *rule)
+{
+	const struct pd_group *old = pd_rule_group(rule);
+	unsigned long live = 0;
+	struct pd_rule *rest;
+	struct pd_group *g;
+	unsigned int i, n;
+
+	/* Once: a socket may close meanwhile, and the reaper's next round sees it. */
+	for (i = 0; i < old->size; i++)
+		if (!pd_target_closed(&old->member[i].target))
+			__set_bit(i, &live);
+	n = hweight_long(live);
+	if (!n)
+		return NULL;
+
+	rest = pd_rule_alloc(&rule->key, PD_GFP);
+	if (!rest)
+		return ERR_PTR(-ENOMEM);
+	mem_cgroup_put(rest->memcg);
+	rest->memcg = pd_memcg_get(rule->memcg);
+	g = pd_group_alloc(n, PD_GFP);
+	if (!g) {
+		pd_rule_free(rest);
+		return ERR_PTR(-ENOMEM);
+	}
+	rest->target.kind = PD_TARGET_GROUP;
+	rest->target.group = g;
+	n = 0;
+	for_each_set_bit(i, &live, PD_GROUP_MAX) {
+		pd_target_copy(&g->member[n].target, &old->member[i].target);
+		g->member[n++].weight = old->member[i].weight;
+	}
+	pd_group_build(g, old->seed);
+	return rest;
+}
+
 bool pd_addr_equal(const union pd_addr *a, const union pd_addr *b, u8 families)
 {
 	if (families == PD_FAM_V4)

@@ -123,6 +123,7 @@ static inline struct pd_group *pd_rule_group(const struct pd_rule *rule)
 bool pd_rule_is_socket(const struct pd_rule *rule);
 /* A target of @rule is a socket that closed. */
 bool pd_rule_closed(const struct pd_rule *rule);
+struct pd_rule *pd_rule_without_closed(const struct pd_rule *rule);
 bool pd_rule_serves_flows_of(const struct pd_rule *rule,
 			     const struct pd_rule *old);
 

@@ -382,10 +382,23 @@ int pd_txn_flush(struct pd_net *pn, struct pd_txn *txn)
 	return 0;
 }
 
+/*
+ * A rule whose socket closed leaves; of a group, only the sockets that
+ * closed do, unless none is left: the members left replace it.
+ */
 int pd_txn_reap(struct pd_net *pn, struct pd_txn *txn, struct pd_rule *rule)
 {
-	struct pd_change *c = pd_change_new(txn, PD_OP_DEL);
+	struct pd_change *c;
+	struct pd_rule *rest;
 
+	if (pd_rule_group(rule)) {
+		rest = pd_rule_without_closed(rule);
+		if (IS_ERR(rest))
+			return PTR_ERR(rest);
+		if (rest)
+			return pd_txn_add(pn, txn, rest, true, NULL);
+	}
+	c = pd_change_new(txn, PD_OP_DEL);
 	if (!c)
 		return -ENOMEM;
 	pd_change_remove(txn, c, rule, PORTDISPATCH_DEL_REASON_SOCKET_CLOSED);
