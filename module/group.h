@@ -68,7 +68,7 @@ bool pd_group_closed(const struct pd_group *g);
 static inline unsigned int pd_group_slot(const struct pd_group *g,
 					 const struct pd_packet *pkt)
 {
-	u32 ports = (u32)ntohs(pkt->sport) << 16 | ntohs(pkt->dport);
+	u32 ports = (__force u32)pkt->sport << 16 | (__force u16)pkt->dport;
 	u32 s, d;
 
 	if (pkt->family == AF_INET) {
