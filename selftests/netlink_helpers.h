@@ -61,6 +61,26 @@ struct pdn_req {
 	uint32_t tgt[PDN_NTYPES];	/* ... and of each one in RULE_TARGET */
 };
 
+/* A rule has at most this many targets (RULE_TARGET nests). */
+#define PDN_MAX_TARGETS	16
+
+/* One RULE_TARGET nest, as the kernel sent it. */
+struct pdn_target {
+	uint32_t seen;		/* bit n: PORTDISPATCH_A_TARGET_n was there */
+	uint32_t fd, pid, pid_fd, port;
+	char comm[32];
+	uint64_t inode;
+	uint8_t state, family;
+	bool v6only;
+	uint8_t local_addr[16];
+	unsigned int local_addr_len;
+	uint32_t local_port;
+	uint32_t weight;
+	/* TARGET_STATS, of one target of several: bit n: RULE_STATS_n */
+	uint32_t sseen;
+	uint64_t steered, undeliverable, replies;
+};
+
 /* A rule (dumps, echoes, events) or a FLUSH_NTF, as the kernel sent it. */
 struct pdn_rule {
 	uint8_t cmd;
@@ -69,7 +89,9 @@ struct pdn_rule {
 	unsigned int dgram;	/* pdn.datagrams when it was read */
 	bool malformed;		/* an attribute of the wrong size */
 	uint32_t seen;		/* bit n: PORTDISPATCH_A_RULE_n was there */
-	uint32_t tseen;		/* bit n: PORTDISPATCH_A_TARGET_n was there */
+	uint32_t tseen;		/* bit n: PORTDISPATCH_A_TARGET_n was there,
+				 * in the first RULE_TARGET
+				 */
 	uint32_t id;
 	uint8_t proto;
 	uint32_t port_min, port_max;
@@ -81,16 +103,9 @@ struct pdn_rule {
 	uint32_t count;
 	uint32_t sseen;		/* bit n: PORTDISPATCH_A_RULE_STATS_n was there */
 	uint64_t steered, undeliverable, replies;
-	struct {
-		uint32_t fd, pid, pid_fd, port;
-		char comm[32];
-		uint64_t inode;
-		uint8_t state, family;
-		bool v6only;
-		uint8_t local_addr[16];
-		unsigned int local_addr_len;
-		uint32_t local_port;
-	} t;
+	struct pdn_target t;	/* the first target: a rule's only one, mostly */
+	unsigned int ntargets;	/* RULE_TARGET nests, in the order sent */
+	struct pdn_target m[PDN_MAX_TARGETS];	/* the first PDN_MAX_TARGETS */
 };
 
 #define PDN_HAS(r, a)	(!!((r)->seen & (1u << (a))))
@@ -192,7 +207,38 @@ static bool pdn_pending(struct pdn *n, int ms)
 	return poll(&p, 1, ms) == 1;
 }
 
-static int pdn_target_attr(const struct nlattr *a, struct pdn_rule *r)
+static void pdn_stats_attr(const struct nlattr *a, uint32_t *sseen,
+			   uint64_t *steered, uint64_t *undeliverable,
+			   uint64_t *replies, bool *malformed)
+{
+	uint16_t type = mnl_attr_get_type(a);
+	uint64_t v;
+
+	switch (type) {
+	case PORTDISPATCH_A_RULE_STATS_STEERED:
+	case PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE:
+	case PORTDISPATCH_A_RULE_STATS_REPLIES:
+		break;
+	default:
+		return;		/* PAD, or newer than this test */
+	}
+	if (mnl_attr_validate(a, MNL_TYPE_U64) < 0) {
+		*malformed = true;
+		return;
+	}
+	*sseen |= 1u << type;
+	v = mnl_attr_get_u64(a);
+	if (type == PORTDISPATCH_A_RULE_STATS_STEERED)
+		*steered = v;
+	else if (type == PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE)
+		*undeliverable = v;
+	else
+		*replies = v;
+}
+
+/* One attribute of a RULE_TARGET nest into @t. */
+static void pdn_target_attr(const struct nlattr *a, struct pdn_target *t,
+			    bool *malformed)
 {
 	uint16_t type = mnl_attr_get_type(a);
 	static const enum mnl_attr_data_type types[] = {
@@ -207,85 +253,86 @@ static int pdn_target_attr(const struct nlattr *a, struct pdn_rule *r)
 		[PORTDISPATCH_A_TARGET_V6ONLY]	= MNL_TYPE_FLAG,
 		[PORTDISPATCH_A_TARGET_LOCAL_ADDR] = MNL_TYPE_BINARY,
 		[PORTDISPATCH_A_TARGET_LOCAL_PORT] = MNL_TYPE_U32,
+		[PORTDISPATCH_A_TARGET_WEIGHT]	= MNL_TYPE_U32,
+		[PORTDISPATCH_A_TARGET_STATS]	= MNL_TYPE_NESTED,
 	};
+	const struct nlattr *s;
 
 	if (type >= sizeof(types) / sizeof(types[0]) || !types[type])
-		return 0;	/* PAD, or newer than this test */
+		return;		/* PAD, or newer than this test */
 	if (mnl_attr_validate(a, types[type]) < 0) {
-		r->malformed = true;
-		return 0;
+		*malformed = true;
+		return;
 	}
-	r->tseen |= 1u << type;
+	t->seen |= 1u << type;
 	switch (type) {
 	case PORTDISPATCH_A_TARGET_FD:
-		r->t.fd = mnl_attr_get_u32(a);
+		t->fd = mnl_attr_get_u32(a);
 		break;
 	case PORTDISPATCH_A_TARGET_PID:
-		r->t.pid = mnl_attr_get_u32(a);
+		t->pid = mnl_attr_get_u32(a);
 		break;
 	case PORTDISPATCH_A_TARGET_PID_FD:
-		r->t.pid_fd = mnl_attr_get_u32(a);
+		t->pid_fd = mnl_attr_get_u32(a);
 		break;
 	case PORTDISPATCH_A_TARGET_PORT:
-		r->t.port = mnl_attr_get_u32(a);
+		t->port = mnl_attr_get_u32(a);
 		break;
 	case PORTDISPATCH_A_TARGET_COMM:
-		snprintf(r->t.comm, sizeof(r->t.comm), "%s",
+		snprintf(t->comm, sizeof(t->comm), "%s",
 			 mnl_attr_get_str(a));
 		break;
 	case PORTDISPATCH_A_TARGET_INODE:
-		r->t.inode = mnl_attr_get_u64(a);
+		t->inode = mnl_attr_get_u64(a);
 		break;
 	case PORTDISPATCH_A_TARGET_STATE:
-		r->t.state = mnl_attr_get_u8(a);
+		t->state = mnl_attr_get_u8(a);
 		break;
 	case PORTDISPATCH_A_TARGET_FAMILY:
-		r->t.family = mnl_attr_get_u8(a);
+		t->family = mnl_attr_get_u8(a);
 		break;
 	case PORTDISPATCH_A_TARGET_V6ONLY:
-		r->t.v6only = true;
+		t->v6only = true;
 		break;
 	case PORTDISPATCH_A_TARGET_LOCAL_ADDR:
-		r->t.local_addr_len = mnl_attr_get_payload_len(a);
-		if (r->t.local_addr_len != 4 && r->t.local_addr_len != 16) {
-			r->malformed = true;
+		t->local_addr_len = mnl_attr_get_payload_len(a);
+		if (t->local_addr_len != 4 && t->local_addr_len != 16) {
+			*malformed = true;
 			break;
 		}
-		memcpy(r->t.local_addr, mnl_attr_get_payload(a),
-		       r->t.local_addr_len);
+		memcpy(t->local_addr, mnl_attr_get_payload(a),
+		       t->local_addr_len);
 		break;
 	case PORTDISPATCH_A_TARGET_LOCAL_PORT:
-		r->t.local_port = mnl_attr_get_u32(a);
+		t->local_port = mnl_attr_get_u32(a);
+		break;
+	case PORTDISPATCH_A_TARGET_WEIGHT:
+		t->weight = mnl_attr_get_u32(a);
+		break;
+	case PORTDISPATCH_A_TARGET_STATS:
+		mnl_attr_for_each_nested(s, a)
+			pdn_stats_attr(s, &t->sseen, &t->steered,
+				       &t->undeliverable, &t->replies,
+				       malformed);
 		break;
 	}
-	return 0;
 }
 
-static void pdn_stats_attr(const struct nlattr *a, struct pdn_rule *r)
+/* A RULE_TARGET nest: the rule's first into r->t, each into r->m[]. */
+static void pdn_rule_target(const struct nlattr *nest, struct pdn_rule *r)
 {
-	uint16_t type = mnl_attr_get_type(a);
-	uint64_t v;
+	struct pdn_target t = { 0 };
+	const struct nlattr *a;
 
-	switch (type) {
-	case PORTDISPATCH_A_RULE_STATS_STEERED:
-	case PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE:
-	case PORTDISPATCH_A_RULE_STATS_REPLIES:
-		break;
-	default:
-		return;		/* PAD, or newer than this test */
+	mnl_attr_for_each_nested(a, nest)
+		pdn_target_attr(a, &t, &r->malformed);
+	if (!r->ntargets) {
+		r->t = t;
+		r->tseen = t.seen;
 	}
-	if (mnl_attr_validate(a, MNL_TYPE_U64) < 0) {
-		r->malformed = true;
-		return;
-	}
-	r->sseen |= 1u << type;
-	v = mnl_attr_get_u64(a);
-	if (type == PORTDISPATCH_A_RULE_STATS_STEERED)
-		r->steered = v;
-	else if (type == PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE)
-		r->undeliverable = v;
-	else
-		r->replies = v;
+	if (r->ntargets < PDN_MAX_TARGETS)
+		r->m[r->ntargets] = t;
+	r->ntargets++;
 }
 
 /* A message of the family: a rule, or a FLUSH_NTF. */
@@ -356,12 +403,13 @@ static void pdn_parse_rule(const struct nlmsghdr *nlh, unsigned int dgram,
 			r->plen = mnl_attr_get_u8(a);
 			break;
 		case PORTDISPATCH_A_RULE_TARGET:
-			mnl_attr_for_each_nested(t, a)
-				pdn_target_attr(t, r);
+			pdn_rule_target(a, r);
 			break;
 		case PORTDISPATCH_A_RULE_STATS:
 			mnl_attr_for_each_nested(t, a)
-				pdn_stats_attr(t, r);
+				pdn_stats_attr(t, &r->sseen, &r->steered,
+					       &r->undeliverable, &r->replies,
+					       &r->malformed);
 			break;
 		case PORTDISPATCH_A_RULE_REASON:
 			r->reason = mnl_attr_get_u8(a);
@@ -578,6 +626,30 @@ static void pdn_target_fd(struct pdn_req *r, uint32_t fd)
 	pdn_target_end(r);
 }
 
+/*
+ * One target of a rule, for rules of several: a socket of this process
+ * (@fd) or, when @port is not 0, a port; with a TARGET_WEIGHT unless
+ * @weight is 0 (the kernel's default, 1, then).
+ */
+struct pdn_member {
+	int fd;
+	uint16_t port;
+	uint32_t weight;
+};
+
+static inline void pdn_target_member(struct pdn_req *r,
+				     const struct pdn_member *m)
+{
+	pdn_target_start(r);
+	if (m->port)
+		pdn_put_u32(r, PORTDISPATCH_A_TARGET_PORT, m->port);
+	else
+		pdn_put_u32(r, PORTDISPATCH_A_TARGET_FD, m->fd);
+	if (m->weight)
+		pdn_put_u32(r, PORTDISPATCH_A_TARGET_WEIGHT, m->weight);
+	pdn_target_end(r);
+}
+
 static int pdn_send(struct pdn *n, const struct pdn_req *r)
 {
 	ssize_t len = mnl_socket_sendto(n->sock, r->nlh, r->nlh->nlmsg_len);
@@ -633,6 +705,22 @@ static int pdn_rule_to_fd(struct pdn *n, uint8_t cmd, uint8_t proto,
 	pdn_req_init(n, &r, cmd, 0);
 	pdn_rule_key(&r, proto, port, 0);
 	pdn_target_fd(&r, fd);
+	return pdn_do(n, &r, st);
+}
+
+/* RULE_ADD (or REPLACE) of PROTO PORT to @count targets, in that order. */
+static inline int pdn_rule_members(struct pdn *n, uint8_t cmd,
+				   uint8_t proto, uint32_t port,
+				   const struct pdn_member *m,
+				   unsigned int count, struct pdn_status *st)
+{
+	struct pdn_req r;
+	unsigned int i;
+
+	pdn_req_init(n, &r, cmd, 0);
+	pdn_rule_key(&r, proto, port, 0);
+	for (i = 0; i < count; i++)
+		pdn_target_member(&r, &m[i]);
 	return pdn_do(n, &r, st);
 }
 
@@ -793,6 +881,18 @@ static int pdn_dump(struct pdn *n, struct pdn_dump *d)
 		return d->err;
 	}
 	return pdn_dump_read(n, d, 0);
+}
+
+/* The first rule of @d on PROTO PORT (its RULE_PORT_MIN); NULL: none. */
+static inline const struct pdn_rule *
+pdn_dump_find(const struct pdn_dump *d, uint8_t proto, uint32_t port)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->count; i++)
+		if (d->rules[i].proto == proto && d->rules[i].port_min == port)
+			return &d->rules[i];
+	return NULL;
 }
 
 /* The same rule, as far as a table goes (counters aside). */
