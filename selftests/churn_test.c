@@ -12,7 +12,7 @@
  *   198.18.0.1                     198.18.0.2 (S4), 198.18.0.3 (decoys)
  *   2001:db8::1                    2001:db8::2 (S6), 2001:db8::3 (decoys)
  *
- * Each protocol has four churned ports, 5000-5002 and 5300, that clients
+ * Each protocol has five churned ports, 5000-5003 and 5300, that clients
  * send to at S4 and S6. Each port has a pool of its own: two dual-stack
  * sockets on [::] that rules name by fd, and two ports that rules name as
  * port targets (a socket on S4 and one on S6 each); its rules name only
@@ -25,6 +25,11 @@
  *   5001 DEAD     a normal socket; replaces among the pool and DEAD.
  *   5002 FREE     a normal socket; add, del and replace, for both families
  *                 or one, lone or batched (a del and an add in one batch).
+ *   5003 GROUP    no normal socket: every flow must be steered. One rule
+ *                 of two targets, the pool's first fd and its first port
+ *                 target, replaced again and again with other weights
+ *                 (9:1, 1:9, 5:5...) and orders (issue 15): a flow may
+ *                 reach either, never the pool's others.
  *   5300 PREFIX   a normal socket; S4/32 and S6/128 rules beside twelve
  *                 other prefixes of each length (a hashed group, so lone
  *                 changes are written into the published table in place),
@@ -41,9 +46,9 @@
  * and the table decided a flow between its start and the first of: the
  * server's taking it, the SYN-ACK's arrival (often before connect()
  * returns), the answer. The answer must come from a socket that a state
- * possibly current then named for the flow's family: its rule's target,
- * or the normal socket when no rule matched or the target could not take
- * the flow.
+ * possibly current then named for the flow's family: its rule's target
+ * (either member, on GROUP), or the normal socket when no rule matched or
+ * the target could not take the flow.
  *
  * Counters (uapi: a rule's STEERED and UNDELIVERABLE count new flows; the
  * namespace's LOOKUPS are the packets that consulted the table, HITS +
@@ -63,9 +68,11 @@
  * A deleted rule's counters leave with it (its deletion event carries a
  * snapshot, taken before the packets that found it are done), so the sum
  * over the rules is exact only where rules are never deleted: a replace
- * hands its counters on. On 5000 and 5001, the rule's steered must equal
- * what the pool answered, its undeliverable what the normal socket
- * answered, its UDP replies the pool's answers from the port used. On
+ * hands its counters on. On 5000, 5001 and 5003, the rule's steered must
+ * equal what the pool answered, its undeliverable what the normal socket
+ * answered, its UDP replies the pool's answers from the port used; on
+ * 5003 each member's steered what that member answered (a replace hands
+ * a member's counters to the same target), and its undeliverable 0. On
  * 5002 and 5300, what the pools answered was steered; the rest of HITS,
  * the strays aside, is their undeliverable, which with MISSES must equal
  * what their normal sockets answered. The sum must be what was sent.
@@ -99,7 +106,7 @@
 #define S6		"2001:db8::2"
 #define S6B		"2001:db8::3"
 
-#define NKINDS		4
+#define NKINDS		5
 #define POOL_BASE	6000	/* port i's pool: POOL_BASE + 10 i + ... */
 #define POOL_FD		2	/* ... + 0, 1: dual-stack, named by fd */
 #define POOL_PT		2	/* ... + 2, 3: port targets */
@@ -123,16 +130,18 @@
 #define MIN_RATE	1000
 #define MIN_RATE_SLOW	25
 
-enum kind { K_REPLACE, K_DEAD, K_FREE, K_PREFIX };
-static const char *const kind_name[] = { "replace", "dead", "free", "prefix" };
+enum kind { K_REPLACE, K_DEAD, K_FREE, K_PREFIX, K_GROUP };
+static const char *const kind_name[] = {
+	"replace", "dead", "free", "prefix", "group",
+};
 /*
  * The churned ports, the same for TCP and UDP. A change rebuilds the
- * table's block of 256 ports it is in (unless it is made in place): the
- * first three share one, so that every change there rebuilds its
+ * table's block of 256 ports it is in (unless it is made in place): all
+ * but PREFIX share one, so that every change there rebuilds its
  * neighbours' sets too; PREFIX, whose set costs most to build, has one of
  * its own.
  */
-static const uint16_t kind_port[] = { 5000, 5001, 5002, 5300 };
+static const uint16_t kind_port[] = { 5000, 5001, 5002, 5300, 5003 };
 
 /* A rule's target, in the model: none, DEAD, or a pool member. */
 #define T_NONE		0
@@ -140,6 +149,23 @@ static const uint16_t kind_port[] = { 5000, 5001, 5002, 5300 };
 #define T_FD(j)		(2 + (j))
 #define T_PT(j)		(2 + POOL_FD + (j))
 #define NTARGETS	(2 + POOL_FD + POOL_PT)
+/*
+ * GROUP's rules: two targets, X (the pool's first fd) and Y (its first
+ * port target), with the weights and in the order of split i.
+ */
+#define T_GROUP(i)	(NTARGETS + (i))
+#define GROUP_X		T_FD(0)
+#define GROUP_Y		T_PT(0)
+
+static const struct {
+	uint8_t x, y;		/* weights */
+	bool y_first;		/* the order they are given in */
+} splits[] = {
+	{ 9, 1, false }, { 1, 9, false }, { 5, 5, false }, { 9, 1, true },
+	{ 1, 1, true }, { 255, 1, false }, { 1, 255, true }, { 3, 7, false },
+};
+
+#define NSPLITS		(sizeof(splits) / sizeof(splits[0]))
 
 /* ---- sockets of the server's namespace ------------------------------- */
 
@@ -180,14 +206,25 @@ struct pstate {
 	bool split;		/* a rule per family, not one for both */
 };
 
-/* The socket that answers a flow of family @f when the target is @t. */
+/*
+ * The socket that answers a flow of family @f when the target is @t; of
+ * a group, its member X.
+ */
 static int eff_id(const struct cport *c, int f, int t)
 {
+	if (t >= T_GROUP(0))
+		t = GROUP_X;
 	if (t == T_NONE || t == T_DEAD)
 		return c->normal[f];
 	if (t < T_PT(0))
 		return c->fd_member[t - T_FD(0)];
 	return c->pt_member[t - T_PT(0)][f];
+}
+
+/* The other socket that may answer it: a group's member Y; -1 if none. */
+static int eff_id2(const struct cport *c, int f, int t)
+{
+	return t >= T_GROUP(0) ? eff_id(c, f, GROUP_Y) : -1;
 }
 
 static int fam_index(int family)
@@ -201,6 +238,7 @@ static int fam_index(int family)
 struct slog {
 	uint64_t s, e;
 	int16_t id[2];
+	int16_t id2[2];		/* another that may answer: a group's; -1 */
 	uint8_t cp;
 };
 
@@ -360,7 +398,7 @@ static int make_sockets(void)
 			c->kind = k;
 			c->port = kind_port[k];
 			c->normal[0] = c->normal[1] = -1;
-			if (k != K_REPLACE) {
+			if (k != K_REPLACE && k != K_GROUP) {
 				c->normal[0] = ssock(proto, AF_INET, S4,
 						     c->port, R_NORMAL, i);
 				c->normal[1] = ssock(proto, AF_INET6, S6,
@@ -483,11 +521,20 @@ static int model_apply(const struct cport *c, struct pstate *s,
 	}
 }
 
-/* A target other than @not: a pool member, or DEAD where allowed. */
+/*
+ * A target other than @not: a pool member, or DEAD where allowed; on
+ * GROUP, another split.
+ */
 static uint8_t pick_target(const struct cport *c, uint8_t not)
 {
 	uint8_t first = c->kind == K_REPLACE ? T_FD(0) : T_DEAD, t;
 
+	if (c->kind == K_GROUP) {
+		do
+			t = T_GROUP(rnd(NSPLITS));
+		while (t == not);
+		return t;
+	}
 	do
 		t = first + rnd(NTARGETS - first);
 	while (t == not);
@@ -506,6 +553,7 @@ static void pick_op(int cp, const struct pstate *s, struct op *op)
 	switch (c->kind) {
 	case K_REPLACE:
 	case K_DEAD:
+	case K_GROUP:
 		op->cmd = PORTDISPATCH_CMD_RULE_REPLACE;
 		op->target = pick_target(c, s->t[0]);
 		return;
@@ -561,6 +609,21 @@ static void pick_bad_op(struct op *op)
 
 static void put_target(struct pdn_req *r, const struct cport *c, int t)
 {
+	if (t >= T_GROUP(0)) {
+		const struct pdn_member x = {
+			.fd = socks[c->fd_member[0]].fd,
+			.weight = splits[t - T_GROUP(0)].x,
+		};
+		const struct pdn_member y = {
+			.port = c->pt_port[0],
+			.weight = splits[t - T_GROUP(0)].y,
+		};
+		bool y_first = splits[t - T_GROUP(0)].y_first;
+
+		pdn_target_member(r, y_first ? &y : &x);
+		pdn_target_member(r, y_first ? &x : &y);
+		return;
+	}
 	if (t == T_DEAD)
 		pdn_target_port(r, DEAD_PORT);
 	else if (t < T_PT(0))
@@ -621,8 +684,10 @@ static void log_state(int cp, uint64_t s, uint64_t e)
 	l->s = s;
 	l->e = e;
 	l->cp = cp;
-	for (f = 0; f < 2; f++)
+	for (f = 0; f < 2; f++) {
 		l->id[f] = eff_id(&cports[cp], f, model[cp].t[f]);
+		l->id2[f] = eff_id2(&cports[cp], f, model[cp].t[f]);
+	}
 }
 
 static void churn_fail(const char *fmt, ...)
@@ -1352,6 +1417,7 @@ static int initial_rules(char *err, size_t errlen)
 		[K_FREE] = { { PORTDISPATCH_CMD_RULE_ADD, 0, AF_INET, T_FD(1), 0 } },
 		[K_PREFIX] = { { PORTDISPATCH_CMD_RULE_ADD, 0, AF_INET, T_FD(0), 0 },
 			       { PORTDISPATCH_CMD_RULE_ADD, 0, AF_INET6, T_PT(1), 0 } },
+		[K_GROUP] = { { PORTDISPATCH_CMD_RULE_ADD, 0, 0, T_GROUP(0), 0 } },
 	};
 	uint32_t seq[128];
 	unsigned int nreq = 0, i;
@@ -1457,6 +1523,9 @@ struct tally {
 
 static struct tally tally[NCP];
 
+/* Flows each socket answered, as the clients saw them. */
+static unsigned long answered_by[MAXSOCKS];
+
 /* Up to this many of each kind of failure are printed. */
 #define SHOW		10
 
@@ -1534,12 +1603,15 @@ static void __check_flows(struct __test_metadata *_metadata, uint64_t start)
 			       a);
 		window += fl->thi - fl->t0;
 
+		answered_by[fl->id]++;
 		states_during(st, nper[fl->cp], fl->t0, fl->thi, &lo, &hi);
-		for (k = lo; k <= hi && st[k]->id[fl->f] == st[lo]->id[fl->f]; k++)
+		for (k = lo; k <= hi && st[k]->id[fl->f] == st[lo]->id[fl->f] &&
+		     st[k]->id2[fl->f] < 0; k++)
 			;
 		/* Its time allowed one socket alone: checked exactly. */
 		exact += k > hi;
-		for (k = lo; k <= hi && st[k]->id[fl->f] != fl->id; k++)
+		for (k = lo; k <= hi && st[k]->id[fl->f] != fl->id &&
+		     st[k]->id2[fl->f] != fl->id; k++)
 			;
 		if (k > hi && late++ < SHOW) {
 			char names[64] = "";
@@ -1581,6 +1653,38 @@ static void __check_flows(struct __test_metadata *_metadata, uint64_t start)
 #define check_flows(start)	__check_flows(_metadata, start)
 
 /*
+ * GROUP's rule @r: its two members, each having steered what it answered
+ * (Y: its sockets of both families), whatever the weights and order.
+ */
+static void __check_members(struct __test_metadata *_metadata,
+			    const struct pdn_rule *r, const struct cport *c)
+{
+	unsigned long x = answered_by[c->fd_member[0]];
+	unsigned long y = answered_by[c->pt_member[0][0]] +
+			  answered_by[c->pt_member[0][1]];
+	unsigned int i;
+
+	ASSERT_EQ(2U, r->ntargets) TH_LOG("rule %u on %u", r->id, c->port);
+	for (i = 0; i < 2; i++) {
+		const struct pdn_target *t = &r->m[i];
+		bool is_y = t->seen & (1u << PORTDISPATCH_A_TARGET_PORT);
+
+		EXPECT_EQ(is_y ? y : x, t->steered)
+			TH_LOG("rule %u on %u, member %c: steered, against the flows it answered",
+			       r->id, c->port, is_y ? 'Y' : 'X');
+		EXPECT_EQ(0ULL, t->undeliverable)
+			TH_LOG("rule %u on %u, member %c: undeliverable",
+			       r->id, c->port, is_y ? 'Y' : 'X');
+	}
+	note("%s %u (group): X steered %llu, Y %llu, answered %lu and %lu\n",
+	     c->proto == IPPROTO_TCP ? "tcp" : "udp", c->port,
+	     (unsigned long long)r->m[r->m[0].port ? 1 : 0].steered,
+	     (unsigned long long)r->m[r->m[0].port ? 0 : 1].steered, x, y);
+}
+
+#define check_members(r, c)	__check_members(_metadata, r, c)
+
+/*
  * steered + undeliverable + normal = sent: see the top of the file for
  * which counters say what, and where the sum is exact.
  */
@@ -1615,6 +1719,8 @@ static void __check_counters(struct __test_metadata *_metadata,
 			    dump.rules[i].port_min == c->port)
 				r = &dump.rules[i];
 		ASSERT_NE(NULL, r) TH_LOG("no rule on %u", c->port);
+		if (c->kind == K_GROUP)
+			check_members(r, c);
 		EXPECT_EQ(tally[cp].pool, r->steered)
 			TH_LOG("rule %u on %u: steered, against the flows its pool answered",
 			       r->id, c->port);
