@@ -5,7 +5,7 @@
  * rule is unchanged, moved as little as a change allows, and never lost to
  * a target that cannot take them.
  *
- *   clients 127.0.0.1:EPHEMERAL --> 127.0.0.1:80 (TCP), :53 (UDP)
+ *   clients 127.0.0.1:EPHEMERAL --> 127.0.0.1:80 (TCP), :53 (UDP, and ::1)
  *                 |  a rule of the port to members M0..Mn-1, by weight
  *                 v
  *   members: TCP listeners on 8081.., UDP sockets on 5301.., of this
@@ -15,8 +15,9 @@
  *   land on the first, and each member's TARGET_STATS steered is what it
  *   accepted, the rule's the total.
  * - udp_tuples_keep_member: 1,000 UDP 4-tuples (a client socket each, on
- *   its own port) send 10 datagrams each, interleaved, to 3 equal members:
- *   every datagram of a tuple reaches the same member.
+ *   its own port; half IPv4, half IPv6) send 10 datagrams each,
+ *   interleaved, to 3 equal dual-stack members: every datagram of a tuple
+ *   reaches the same member.
  * - replace_moves_only_what_must: ~2,000 tuples mapped to 4 members (two
  *   by fd, two by port) before and after each RULE_REPLACE: the same
  *   members in another order move nothing; removing one moves exactly its
@@ -61,6 +62,7 @@
 #define note(...) do { ksft_print_msg(__VA_ARGS__); fflush(stdout); } while (0)
 
 #define LO		"127.0.0.1"
+#define LO6		"::1"
 #define TCP_PORT	80	/* the rules' ports */
 #define UDP_PORT	53
 #define TCP_BASE	8081	/* member i listens on TCP_BASE + i */
@@ -128,12 +130,14 @@ static int listener(int port)
 }
 
 /*
- * A UDP socket on LO:@port, nonblocking, whose receive buffer holds
- * every datagram of a round (the test is root in its guest).
+ * A UDP socket on LO:@port (@dual: [::]:@port, both families),
+ * nonblocking, whose receive buffer holds every datagram of a round (the
+ * test is root in its guest).
  */
-static int udp_member(int port)
+static int udp_member(int port, bool dual)
 {
-	int fd = pd_server(AF_INET, SOCK_DGRAM, LO, port, false);
+	int fd = dual ? pd_server(AF_INET6, SOCK_DGRAM, "::", port, false) :
+			pd_server(AF_INET, SOCK_DGRAM, LO, port, false);
 	int size = 8 << 20;
 
 	if (fd < 0)
@@ -279,17 +283,26 @@ struct probe {
 #define NONE		-1	/* no member got the tuple's datagram */
 #define SEVERAL		-2	/* more than one did */
 
-/* @n client sockets, each on a port of its own: a 4-tuple each. */
-static int *udp_clients(unsigned int n)
+/*
+ * @n client sockets, each on a port of its own: a 4-tuple each. With
+ * @mixed, the odd ones are IPv6 (on ::1).
+ */
+static int *udp_clients(unsigned int n, bool mixed)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = pd_sockaddr(AF_INET, LO, 0, &ss);
+	struct sockaddr_storage ss[2];
+	socklen_t len[2] = {
+		pd_sockaddr(AF_INET, LO, 0, &ss[0]),
+		pd_sockaddr(AF_INET6, LO6, 0, &ss[1]),
+	};
 	int *c = calloc(n, sizeof(*c));
-	unsigned int i;
+	unsigned int i, f;
 
 	for (i = 0; c && i < n; i++) {
-		c[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		if (c[i] < 0 || bind(c[i], (struct sockaddr *)&ss, len)) {
+		f = mixed && i % 2;
+		c[i] = socket(f ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC,
+			      0);
+		if (c[i] < 0 ||
+		    bind(c[i], (struct sockaddr *)&ss[f], len[f])) {
 			snprintf(pd_setup_error, sizeof(pd_setup_error),
 				 "client socket %u: %s", i, strerror(errno));
 			while (i--)
@@ -321,15 +334,18 @@ static unsigned int udp_drain(const int *m, int nm, uint32_t round, int *who)
 }
 
 /*
- * Each of the @n tuples sends one datagram to LO:UDP_PORT; @who[i] says
- * which member (index in @m) got tuple i's, NONE or SEVERAL. Returns how
- * many datagrams arrived.
+ * Each of the @n tuples sends one datagram to LO:UDP_PORT (@mixed: the
+ * odd ones to [LO6]:UDP_PORT); @who[i] says which member (index in @m)
+ * got tuple i's, NONE or SEVERAL. Returns how many datagrams arrived.
  */
-static unsigned int udp_map(const int *cli, unsigned int n, const int *m,
-			    int nm, uint32_t round, int *who)
+static unsigned int udp_map(const int *cli, unsigned int n, bool mixed,
+			    const int *m, int nm, uint32_t round, int *who)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = pd_sockaddr(AF_INET, LO, UDP_PORT, &ss);
+	struct sockaddr_storage ss[2];
+	socklen_t len[2] = {
+		pd_sockaddr(AF_INET, LO, UDP_PORT, &ss[0]),
+		pd_sockaddr(AF_INET6, LO6, UDP_PORT, &ss[1]),
+	};
 	struct pollfd p[MAXM];
 	unsigned int i, got = 0;
 	long end;
@@ -340,7 +356,10 @@ static unsigned int udp_map(const int *cli, unsigned int n, const int *m,
 	for (i = 0; i < n; i++) {
 		struct probe pr = { .tuple = i, .round = round };
 
-		sendto(cli[i], &pr, sizeof(pr), 0, (struct sockaddr *)&ss, len);
+		unsigned int f = mixed && i % 2;
+
+		sendto(cli[i], &pr, sizeof(pr), 0, (struct sockaddr *)&ss[f],
+		       len[f]);
 		if (i % 256 == 255)
 			got += udp_drain(m, nm, round, who);
 	}
@@ -511,20 +530,20 @@ TEST_F(group, udp_tuples_keep_member)
 	long t0;
 
 	for (k = 0; k < 3; k++) {
-		m[k] = udp_member(UDP_BASE + k);
+		m[k] = udp_member(UDP_BASE + k, true);
 		ASSERT_LE(0, m[k]);
 		/* The default weight, and 1 said: the same. */
 		pm[k] = (struct pdn_member){ .fd = m[k], .weight = k ? 1 : 0 };
 	}
 	ASSERT_DONE(pdn_rule_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD,
 				     IPPROTO_UDP, UDP_PORT, pm, 3, &st),
-		    &st, "add udp 53 to three fds");
-	cli = udp_clients(n);
+		    &st, "add udp 53 to three dual-stack fds");
+	cli = udp_clients(n, true);
 	ASSERT_NE(NULL, cli) TH_LOG("%s", pd_setup_error);
 
 	t0 = pd_now_ms();
 	for (round = 0; round < ROUNDS; round++) {
-		got = udp_map(cli, n, m, 3, round, round ? who : first);
+		got = udp_map(cli, n, true, m, 3, round, round ? who : first);
 		lost += n - got;
 		if (!round)
 			continue;
@@ -612,7 +631,7 @@ static void __remap_step(struct __test_metadata *_metadata, struct pdn *nl,
 	tmp = x->was;
 	x->was = x->now;
 	x->now = tmp;
-	udp_map(x->cli, x->n, x->m, NREP, x->round, x->now);
+	udp_map(x->cli, x->n, false, x->m, NREP, x->round, x->now);
 	x->lost = 0;
 	memset(x->move, 0, sizeof(x->move));
 	for (i = 0; i < x->n; i++) {
@@ -686,11 +705,11 @@ TEST_F(group, replace_moves_only_what_must)
 	long t0;
 
 	for (k = 0; k < NREP; k++) {
-		x.m[k] = udp_member(UDP_BASE + k);
+		x.m[k] = udp_member(UDP_BASE + k, false);
 		ASSERT_LE(0, x.m[k]);
 	}
 	x.n = n;
-	x.cli = udp_clients(n);
+	x.cli = udp_clients(n, false);
 	ASSERT_NE(NULL, x.cli) TH_LOG("%s", pd_setup_error);
 	t0 = pd_now_ms();
 
@@ -1148,7 +1167,7 @@ TEST_F(group, dump_shape)
 	int u[3], k;
 
 	for (k = 0; k < 3; k++) {
-		u[k] = udp_member(UDP_BASE + k);
+		u[k] = udp_member(UDP_BASE + k, false);
 		ASSERT_LE(0, u[k]);
 	}
 	m[0] = (struct pdn_member){ .fd = u[0], .weight = 7 };
