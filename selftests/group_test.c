@@ -30,9 +30,11 @@
  * - unready_members_skipped: a port member with nothing listening and a
  *   listener shut down are passed over, and counted as undeliverable of
  *   their own; when no member can take a flow the normal lookup answers.
- * - refusals: 17 targets, weight 0 or 256, one socket or port twice, an
- *   IPv4 socket beside an IPv6-only one: EINVAL with a message saying
- *   what is wrong, and the table untouched.
+ * - refusals: 17 targets, weight 0 or 256, one socket or port twice:
+ *   EINVAL with a message saying what is wrong and pointing at the
+ *   attribute at fault; an IPv4 socket beside an IPv6-only one:
+ *   EAFNOSUPPORT (the header's errno for a socket that cannot take the
+ *   family); and the table untouched.
  * - dump_shape: a lone target's weight is accepted and forgotten (no
  *   TARGET_WEIGHT nor TARGET_STATS); a group lists its targets in order,
  *   each with its weight and counters.
@@ -157,18 +159,31 @@ static uint64_t inode_of(int fd)
 
 /* ---- TCP: many connections -------------------------------------------- */
 
-/* What a burst of connections came to. */
+/*
+ * What a burst of connections came to. SYNs sent again are only logged: a
+ * guest that its host stalls past the first RTO (1 s) sends some, to no
+ * harm, and a SYN that the module handed to a socket that dropped it
+ * would be counted again when sent again, which the checks of the
+ * counters against what was accepted see.
+ */
 struct tally {
 	unsigned long took[MAXM + 1];	/* accepted, per listener */
 	unsigned long failed;		/* refused, reset, never accepted */
 	int err;			/* the first failure's errno */
 	long ms;			/* how long it took */
+	long retrans;			/* SYNs sent again meanwhile */
 };
 
 static void tally_fail(struct tally *t, int err)
 {
 	if (!t->failed++)
 		t->err = err;
+}
+
+/* SYNs sent again because the first went unanswered. */
+static long syn_retrans(void)
+{
+	return pd_proc_counter("/proc/net/netstat", "TcpExt", "TCPSynRetrans");
 }
 
 /* Done with a client: a reset, so that no TIME_WAIT socket is left. */
@@ -193,7 +208,7 @@ static void connect_many(const int *ls, int nl, int port, unsigned int count,
 	socklen_t len = pd_sockaddr(AF_INET, LO, port, &ss);
 	unsigned int done, i, m;
 	int cli[512], j;
-	long t0 = pd_now_ms();
+	long t0 = pd_now_ms(), retrans = syn_retrans();
 
 	if (window > 512)
 		window = 512;
@@ -265,12 +280,7 @@ static void connect_many(const int *ls, int nl, int port, unsigned int count,
 				abort_close(cli[i]);
 	}
 	t->ms = pd_now_ms() - t0;
-}
-
-/* SYNs sent again because the first went unanswered. */
-static long syn_retrans(void)
-{
-	return pd_proc_counter("/proc/net/netstat", "TcpExt", "TCPSynRetrans");
+	t->retrans = syn_retrans() - retrans;
 }
 
 /* ---- UDP: tuples ------------------------------------------------------ */
@@ -467,7 +477,6 @@ TEST_F_TIMEOUT(group, weights_9_1, 120)
 	struct pdn_status st;
 	struct pdn_rule r;
 	int ls[3], fds[2];
-	long retrans;
 
 	ls[0] = listener(TCP_BASE);
 	ls[1] = listener(TCP_BASE + 1);
@@ -479,19 +488,16 @@ TEST_F_TIMEOUT(group, weights_9_1, 120)
 				     IPPROTO_TCP, TCP_PORT, m, 2, &st),
 		    &st, "add tcp 80 to fd A weight 9, fd B weight 1");
 
-	retrans = syn_retrans();
 	connect_many(ls, 3, TCP_PORT, n, WINDOW, &t);
-	retrans = syn_retrans() - retrans;
 	share = (double)t.took[0] / n;
-	note("%u connections in %ld ms: %lu on A (weight 9, %.2f%%), %lu on B (weight 1), %lu on the normal listener, %lu failed\n",
-	     n, t.ms, t.took[0], 100 * share, t.took[1], t.took[2], t.failed);
+	note("%u connections in %ld ms: %lu on A (weight 9, %.2f%%), %lu on B (weight 1), %lu on the normal listener, %lu failed, %ld SYNs sent again\n",
+	     n, t.ms, t.took[0], 100 * share, t.took[1], t.took[2], t.failed,
+	     t.retrans);
 	EXPECT_EQ(0UL, t.failed)
 		TH_LOG("%lu connections failed, the first: %s", t.failed,
 		       strerror(t.err));
 	EXPECT_EQ(0UL, t.took[2])
 		TH_LOG("%lu connections went to the normal lookup", t.took[2]);
-	EXPECT_EQ(0L, retrans)
-		TH_LOG("%ld SYNs sent again: a SYN went unanswered", retrans);
 	EXPECT_TRUE(share > 0.9 - tol && share < 0.9 + tol)
 		TH_LOG("A took %.2f%% of the connections, expected 90%% +- %.2f",
 		       100 * share, 100 * tol);
@@ -841,25 +847,20 @@ static void __burst_reaches(struct __test_metadata *_metadata, const int *ls,
 			    struct tally *t)
 {
 	unsigned long elsewhere = 0;
-	long retrans = syn_retrans();
 	int j;
 
 	connect_many(ls, nl, TCP_PORT, BURST, BURST, t);
-	retrans = syn_retrans() - retrans;
 	for (j = 0; j < nl; j++)
 		if (!ok[j])
 			elsewhere += t->took[j];
-	note("%u connections at once in %ld ms: %lu failed, %lu on the normal listener\n",
-	     BURST, t->ms, t->failed, t->took[normal]);
+	note("%u connections at once in %ld ms: %lu failed, %lu on the normal listener, %ld SYNs sent again\n",
+	     BURST, t->ms, t->failed, t->took[normal], t->retrans);
 	EXPECT_EQ(0UL, t->failed)
 		TH_LOG("%lu connections failed, the first: %s", t->failed,
 		       strerror(t->err));
 	EXPECT_EQ(0UL, elsewhere)
 		TH_LOG("%lu connections reached a listener that no live member is (%lu the normal one)",
 		       elsewhere, t->took[normal]);
-	EXPECT_EQ(0L, retrans)
-		TH_LOG("%ld SYNs sent again: a SYN was dropped, not passed on",
-		       retrans);
 }
 
 #define burst_reaches(ls, nl, normal, ok, t)				\
@@ -1023,40 +1024,55 @@ TEST_F(group, unready_members_skipped)
 
 /* ---- refusals --------------------------------------------------------- */
 
+#define NO_OFFS		UINT32_MAX	/* no attribute to point at */
+
 /*
- * A request refused with @want and a message that says one of @words
- * (a '|'-separated list, matched without case).
+ * A request refused with @want, pointing at the attribute at @offs, and
+ * with a message that says @words (matched without case).
  */
 static void __refused(struct __test_metadata *_metadata, int err, int want,
-		      const struct pdn_status *st, const char *words,
-		      const char *what)
+		      const struct pdn_status *st, uint32_t offs,
+		      const char *words, const char *what)
 {
-	char list[128], *w, *save;
-	bool said = false;
-
 	EXPECT_EQ(want, err)
 		TH_LOG("%s: %s (\"%s\"), expected %s", what,
 		       err ? strerror(err) : "accepted", st->msg,
 		       strerror(want));
 	if (err != want)
 		return;
-	snprintf(list, sizeof(list), "%s", words);
-	for (w = strtok_r(list, "|", &save); w; w = strtok_r(NULL, "|", &save))
-		said |= strcasestr(st->msg, w) != NULL;
-	EXPECT_TRUE(said)
-		TH_LOG("%s: the message \"%s\" says none of \"%s\"", what,
+	EXPECT_NE(NULL, strcasestr(st->msg, words))
+		TH_LOG("%s: the message \"%s\" does not say \"%s\"", what,
 		       st->msg, words);
+	if (offs == NO_OFFS)
+		return;
+	EXPECT_TRUE(st->has_offs && st->offs == offs)
+		TH_LOG("%s: the error points at offset %d, not at the attribute at %u",
+		       what, st->has_offs ? (int)st->offs : -1, offs);
 }
 
-#define refused(err, st, words, what)					\
-	__refused(_metadata, err, EINVAL, st, words, what)
+#define refused(err, st, offs, words, what)				\
+	__refused(_metadata, err, EINVAL, st, offs, words, what)
 
-/* A RULE_ADD (or REPLACE) of tcp 80 to @n members; its errno. */
+/*
+ * RULE_ADD (or REPLACE) of tcp 80 to @n members, built in @req (which
+ * says where each attribute went); its errno.
+ */
 static int add_members(struct pdn *nl, uint8_t cmd, const struct pdn_member *m,
-		       unsigned int n, struct pdn_status *st)
+		       unsigned int n, struct pdn_req *req,
+		       struct pdn_status *st)
 {
-	return pdn_rule_members(nl, cmd, IPPROTO_TCP, TCP_PORT, m, n, st);
+	unsigned int i;
+
+	pdn_req_init(nl, req, cmd, 0);
+	pdn_rule_key(req, IPPROTO_TCP, TCP_PORT, 0);
+	for (i = 0; i < n; i++)
+		pdn_target_member(req, &m[i]);
+	return pdn_do(nl, req, st);
 }
+
+/* Where the last RULE_TARGET went; and the last TARGET_WEIGHT. */
+#define LAST_TARGET	req.top[PORTDISPATCH_A_RULE_TARGET]
+#define LAST_WEIGHT	req.tgt[PORTDISPATCH_A_TARGET_WEIGHT]
 
 TEST_F(group, refusals)
 {
@@ -1079,7 +1095,7 @@ TEST_F(group, refusals)
 		m[k] = (struct pdn_member){ .port = 9001 + k,
 					    .weight = k ? 255 : 1 };
 	ASSERT_DONE(add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m,
-				PDN_MAX_TARGETS, &st), &st, "16 targets");
+				PDN_MAX_TARGETS, &req, &st), &st, "16 targets");
 	get_rule(IPPROTO_TCP, TCP_PORT, &r);
 	EXPECT_EQ((unsigned int)PDN_MAX_TARGETS, r.ntargets);
 	for (k = 0; k < PDN_MAX_TARGETS; k++) {
@@ -1090,47 +1106,45 @@ TEST_F(group, refusals)
 		    "del");
 
 	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m,
-			  PDN_MAX_TARGETS + 1, &st);
-	refused(err, &st, "at most 16", "17 targets");
+			  PDN_MAX_TARGETS + 1, &req, &st);
+	refused(err, &st, NO_OFFS, "at most 16", "17 targets");
 
 	m[0] = (struct pdn_member){ .port = 9001, .weight = 256 };
 	m[1] = (struct pdn_member){ .port = 9002 };
-	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 2, &st);
-	refused(err, &st, "weight 256", "weight 256");
+	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 2, &req, &st);
+	refused(err, &st, LAST_WEIGHT, "weight 256", "weight 256");
 
 	/* Weight 0 is not "none": sent by hand. */
 	pdn_req_init(&self->nl, &req, PORTDISPATCH_CMD_RULE_ADD, 0);
 	pdn_rule_key(&req, IPPROTO_TCP, TCP_PORT, 0);
+	pdn_target_port(&req, 9001);
 	pdn_target_start(&req);
-	pdn_put_u32(&req, PORTDISPATCH_A_TARGET_PORT, 9001);
+	pdn_put_u32(&req, PORTDISPATCH_A_TARGET_PORT, 9002);
 	pdn_put_u32(&req, PORTDISPATCH_A_TARGET_WEIGHT, 0);
 	pdn_target_end(&req);
-	pdn_target_port(&req, 9002);
 	err = pdn_do(&self->nl, &req, &st);
-	refused(err, &st, "weight 0", "weight 0");
+	refused(err, &st, LAST_WEIGHT, "weight 0", "weight 0");
 
+	/* The repeat is the last target. */
 	m[0] = (struct pdn_member){ .fd = a };
 	m[1] = (struct pdn_member){ .port = 9002 };
 	m[2] = (struct pdn_member){ .fd = a };
-	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 3, &st);
-	refused(err, &st, "repeat",
-		"one fd twice");
+	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 3, &req, &st);
+	refused(err, &st, LAST_TARGET, "repeat", "one fd twice");
 	m[2] = (struct pdn_member){ .fd = a2 };
-	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 3, &st);
-	refused(err, &st, "repeat",
-		"one socket by two fds");
+	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 3, &req, &st);
+	refused(err, &st, LAST_TARGET, "repeat", "one socket by two fds");
 
 	m[0] = (struct pdn_member){ .port = 9001 };
 	m[2] = (struct pdn_member){ .port = 9001, .weight = 2 };
-	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 3, &st);
-	refused(err, &st, "repeat",
-		"one port twice");
+	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 3, &req, &st);
+	refused(err, &st, LAST_TARGET, "repeat", "one port twice");
 
+	/* The errno the header gives a socket that cannot take the family. */
 	m[0] = (struct pdn_member){ .fd = a };
 	m[1] = (struct pdn_member){ .fd = b6 };
-	/* The errno the header gives a socket that cannot take the family. */
-	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 2, &st);
-	__refused(_metadata, err, EAFNOSUPPORT, &st, "IPv6-only",
+	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 2, &req, &st);
+	__refused(_metadata, err, EAFNOSUPPORT, &st, NO_OFFS, "IPv6-only",
 		  "an IPv4 socket and an IPv6-only one");
 
 	/* Nothing of it in the table. */
@@ -1140,13 +1154,15 @@ TEST_F(group, refusals)
 
 	/* A family in common is enough: IPv4, and IPv6 that takes IPv4. */
 	m[1] = (struct pdn_member){ .fd = both, .weight = 3 };
-	ASSERT_DONE(add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 2, &st),
+	ASSERT_DONE(add_members(&self->nl, PORTDISPATCH_CMD_RULE_ADD, m, 2,
+				&req, &st),
 		    &st, "an IPv4 socket and a dual-stack one");
 
 	/* A refused replace leaves the rule as it was. */
 	m[2] = (struct pdn_member){ .fd = a2 };
-	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_REPLACE, m, 3, &st);
-	refused(err, &st, "repeat",
+	err = add_members(&self->nl, PORTDISPATCH_CMD_RULE_REPLACE, m, 3, &req,
+			  &st);
+	refused(err, &st, LAST_TARGET, "repeat",
 		"replace by a list naming one socket twice");
 	get_rule(IPPROTO_TCP, TCP_PORT, &r);
 	check_members(&r, ((const int[]){ a, both }),
