@@ -34,10 +34,9 @@
 struct batch_line {
 	unsigned int line;
 	struct rule_spec spec;	/* spec.cmd is also FLUSH */
-	int fd;			/* our copy of a socket target, or -1 */
 };
 
-/* Copies of sockets, shared by the lines that name the same one. */
+/* Copies of sockets, shared by the targets that name the same one. */
 struct socket_copy {
 	uint32_t pid;
 	bool has_pid_fd;
@@ -71,6 +70,8 @@ static void batch_free(struct batch *b)
 	for (i = 0; i < b->ncopies; i++)
 		close(b->copies[i].fd);
 	free(b->copies);
+	for (i = 0; i < b->n; i++)
+		spec_free(&b->lines[i].spec);
 	free(b->lines);
 }
 
@@ -143,7 +144,6 @@ static int parse_line(char **words, int n, struct batch_line *bl)
 			       words[i]);
 		return -1;
 	}
-	bl->fd = -1;
 	if (allowed[k].cmd == PORTDISPATCH_CMD_FLUSH) {
 		memset(&bl->spec, 0, sizeof(bl->spec));
 		bl->spec.cmd = PORTDISPATCH_CMD_FLUSH;
@@ -215,26 +215,26 @@ static int read_batch(FILE *f, const char *name, struct batch *b)
 	return ret;
 }
 
-/* A line's socket: our copy, shared with earlier lines that name it. */
-static int take_socket(struct batch *b, struct batch_line *bl)
+/* A target's socket: our copy, shared with earlier ones that name it. */
+static int take_socket(struct batch *b, const struct rule_spec *s,
+		       struct target_spec *t)
 {
-	struct rule_spec *s = &bl->spec;
 	uint8_t family = spec_family(s);
 	struct socket_copy *c;
 	size_t i;
 
 	for (i = 0; i < b->ncopies; i++) {
 		c = &b->copies[i];
-		if (c->pid == s->pid && c->has_pid_fd == s->has_pid_fd &&
-		    (s->has_pid_fd ? c->pid_fd == s->pid_fd :
+		if (c->pid == t->pid && c->has_pid_fd == t->has_pid_fd &&
+		    (t->has_pid_fd ? c->pid_fd == t->pid_fd :
 		     c->proto == s->proto && c->family == family)) {
-			s->pid_fd = c->found_fd;
-			bl->fd = c->fd;
+			t->pid_fd = c->found_fd;
+			t->fd = c->fd;
 			return 0;
 		}
 	}
-	bl->fd = target_take(s);
-	if (bl->fd < 0)
+	t->fd = target_take(s, t);
+	if (t->fd < 0)
 		return -1;
 	if (b->ncopies == b->capcopies) {
 		b->capcopies = b->capcopies ? b->capcopies * 2 : 16;
@@ -242,9 +242,9 @@ static int take_socket(struct batch *b, struct batch_line *bl)
 					  sizeof(*b->copies));
 	}
 	b->copies[b->ncopies++] = (struct socket_copy){
-		.pid = s->pid, .has_pid_fd = s->has_pid_fd,
-		.pid_fd = s->pid_fd, .proto = s->proto, .family = family,
-		.found_fd = s->pid_fd, .fd = bl->fd,
+		.pid = t->pid, .has_pid_fd = t->has_pid_fd,
+		.pid_fd = t->pid_fd, .proto = s->proto, .family = family,
+		.found_fd = t->pid_fd, .fd = t->fd,
 	};
 	return 0;
 }
@@ -260,12 +260,16 @@ static int take_sockets(struct batch *b)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	for (i = 0; i < b->n; i++) {
-		if (b->lines[i].spec.target != SPEC_TARGET_SOCKET)
-			continue;
+		struct rule_spec *s = &b->lines[i].spec;
+		size_t k;
+
 		error_set_place(b->path, b->lines[i].line);
-		if (take_socket(b, &b->lines[i])) {
-			error_set_place(NULL, 0);
-			return -1;
+		for (k = 0; k < s->ntargets; k++) {
+			if (s->targets[k].kind == SPEC_TARGET_SOCKET &&
+			    take_socket(b, s, &s->targets[k])) {
+				error_set_place(NULL, 0);
+				return -1;
+			}
 		}
 	}
 	error_set_place(NULL, 0);
@@ -382,7 +386,7 @@ static int send_lines(struct nl *nl, struct batch *b)
 
 		nlh = nl_msg_start(nl, chunk + used, bl->spec.cmd, 0);
 		if (bl->spec.cmd != PORTDISPATCH_CMD_FLUSH)
-			rule_put_spec(nlh, &bl->spec, bl->fd);
+			rule_put_spec(nlh, &bl->spec);
 		used += nlh->nlmsg_len;
 		if (size - used < NL_MSG_MAX || i + 1 == b->n) {
 			if (nl_send(nl, chunk, used)) {

@@ -64,6 +64,37 @@ static void echo_data(const struct nlmsghdr *nlh, void *arg)
 		e->seen = true;
 }
 
+/* The kernel holds the sockets once it answered: our copies are done. */
+static void close_targets(struct rule_spec *spec)
+{
+	size_t i;
+
+	for (i = 0; i < spec->ntargets; i++) {
+		if (spec->targets[i].fd >= 0)
+			close(spec->targets[i].fd);
+		spec->targets[i].fd = -1;
+	}
+}
+
+/* Our copy of each socket target; -1 having said why, none kept. */
+static int take_targets(struct rule_spec *spec)
+{
+	size_t i;
+
+	for (i = 0; i < spec->ntargets; i++) {
+		struct target_spec *t = &spec->targets[i];
+
+		if (t->kind != SPEC_TARGET_SOCKET)
+			continue;
+		t->fd = target_take(spec, t);
+		if (t->fd < 0) {
+			close_targets(spec);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int change_rule(uint8_t cmd, int argc, char **argv,
 		       const struct options *opt)
 {
@@ -73,25 +104,20 @@ static int change_rule(uint8_t cmd, int argc, char **argv,
 	struct echo echo = { .seen = false };
 	struct nl_status st;
 	struct nl nl;
-	int copy = -1, ret;
+	int ret;
 
 	ret = parse_rule(rule_cmd_name(cmd), cmd, opt->family, argc, argv,
 			 &spec);
 	if (ret)
 		return ret;
-	if (spec.target == SPEC_TARGET_SOCKET) {
-		copy = target_take(&spec);
-		if (copy < 0)
-			return EXIT_ERROR;
-	}
-	if (nl_open(&nl)) {
-		if (copy >= 0)
-			close(copy);
+	if (take_targets(&spec) || nl_open(&nl)) {
+		close_targets(&spec);
+		spec_free(&spec);
 		return EXIT_ERROR;
 	}
 
 	nlh = nl_msg_start(&nl, buf, cmd, opt->json ? NLM_F_ECHO : 0);
-	rule_put_spec(nlh, &spec, copy);
+	rule_put_spec(nlh, &spec);
 	if (nl_request(&nl, nlh, echo_data, &echo, &st)) {
 		report_rule_error(&st, &spec, nlh);
 		ret = EXIT_ERROR;
@@ -103,9 +129,8 @@ static int change_rule(uint8_t cmd, int argc, char **argv,
 			warnf("the kernel did not echo the rule");
 		}
 	}
-	/* The kernel holds the socket now; our copy has done its job. */
-	if (copy >= 0)
-		close(copy);
+	close_targets(&spec);
+	spec_free(&spec);
 	nl_close(&nl);
 	return ret;
 }

@@ -6,6 +6,7 @@
 #include <linux/portdispatch.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -150,7 +151,7 @@ bad:
 }
 
 /* TARGET := pid PID [fd FD] | port PORT; *i points after "to". */
-static int parse_target(int argc, char **argv, int *i, struct rule_spec *spec)
+static int parse_target(int argc, char **argv, int *i, struct target_spec *t)
 {
 	const char *kind;
 
@@ -164,8 +165,8 @@ static int parse_target(int argc, char **argv, int *i, struct rule_spec *spec)
 			errorf("\"port\" needs a port number");
 			return -1;
 		}
-		spec->target = SPEC_TARGET_PORT;
-		return parse_number(argv[(*i)++], "a port", &spec->port);
+		t->kind = SPEC_TARGET_PORT;
+		return parse_number(argv[(*i)++], "a port", &t->port);
 	}
 	if (strcmp(kind, "pid")) {
 		errorf("\"%s\" is not a target (expected " TARGET_HINT ")", kind);
@@ -175,8 +176,8 @@ static int parse_target(int argc, char **argv, int *i, struct rule_spec *spec)
 		errorf("\"pid\" needs a process id");
 		return -1;
 	}
-	spec->target = SPEC_TARGET_SOCKET;
-	if (parse_number(argv[(*i)++], "a process id", &spec->pid))
+	t->kind = SPEC_TARGET_SOCKET;
+	if (parse_number(argv[(*i)++], "a process id", &t->pid))
 		return -1;
 	if (*i < argc && !strcmp(argv[*i], "fd")) {
 		(*i)++;
@@ -184,11 +185,22 @@ static int parse_target(int argc, char **argv, int *i, struct rule_spec *spec)
 			errorf("\"fd\" needs a file descriptor number");
 			return -1;
 		}
-		spec->has_pid_fd = true;
+		t->has_pid_fd = true;
 		return parse_number(argv[(*i)++], "a file descriptor number",
-				    &spec->pid_fd);
+				    &t->pid_fd);
 	}
 	return 0;
+}
+
+/* The targets after "to"; *i points after it. */
+static int parse_targets(int argc, char **argv, int *i, struct rule_spec *spec)
+{
+	struct target_spec *t;
+
+	spec->targets = xcalloc(1, sizeof(*spec->targets));
+	t = &spec->targets[spec->ntargets++];
+	t->fd = -1;
+	return parse_target(argc, argv, i, t);
 }
 
 static const char *family_option(uint8_t family)
@@ -196,8 +208,8 @@ static const char *family_option(uint8_t family)
 	return family == AF_INET ? "-4" : "-6";
 }
 
-int parse_rule(const char *name, uint8_t cmd, uint8_t family,
-	       int argc, char **argv, struct rule_spec *spec)
+static int parse_words(const char *name, uint8_t cmd, uint8_t family,
+		       int argc, char **argv, struct rule_spec *spec)
 {
 	bool wants_target = cmd != PORTDISPATCH_CMD_RULE_DEL;
 	int i = 0;
@@ -242,8 +254,8 @@ int parse_rule(const char *name, uint8_t cmd, uint8_t family,
 				return EXIT_USAGE;
 			}
 		} else if (!strcmp(word, "to") && wants_target &&
-			   spec->target == SPEC_TARGET_NONE) {
-			if (parse_target(argc, argv, &i, spec))
+			   !spec->ntargets) {
+			if (parse_targets(argc, argv, &i, spec))
 				return EXIT_USAGE;
 		} else if (!strcmp(word, "to") && !wants_target) {
 			errorf("%s takes no target: a rule is named by its protocol, ports and prefix",
@@ -265,12 +277,29 @@ int parse_rule(const char *name, uint8_t cmd, uint8_t family,
 		}
 	}
 
-	if (wants_target && spec->target == SPEC_TARGET_NONE) {
+	if (wants_target && !spec->ntargets) {
 		errorf("%s needs a target: \"to pid PID [fd FD]\" or \"to port PORT\"",
 		       name);
 		return EXIT_USAGE;
 	}
 	return 0;
+}
+
+int parse_rule(const char *name, uint8_t cmd, uint8_t family,
+	       int argc, char **argv, struct rule_spec *spec)
+{
+	int ret = parse_words(name, cmd, family, argc, argv, spec);
+
+	if (ret)
+		spec_free(spec);
+	return ret;
+}
+
+void spec_free(struct rule_spec *spec)
+{
+	free(spec->targets);
+	spec->targets = NULL;
+	spec->ntargets = 0;
 }
 
 uint8_t spec_family(const struct rule_spec *spec)

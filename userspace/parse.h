@@ -19,6 +19,16 @@ enum spec_target {
 	SPEC_TARGET_PORT,	/* to port PORT */
 };
 
+/* One target of a rule, as written. */
+struct target_spec {
+	enum spec_target kind;
+	uint32_t pid;
+	bool has_pid_fd;
+	uint32_t pid_fd;
+	uint32_t port;		/* SPEC_TARGET_PORT */
+	int fd;			/* our copy of a socket target; -1 until taken */
+};
+
 struct rule_spec {
 	uint8_t cmd;		/* PORTDISPATCH_CMD_RULE_ADD/_REPLACE/_DEL */
 	uint8_t proto;		/* IPPROTO_TCP or IPPROTO_UDP */
@@ -30,20 +40,21 @@ struct rule_spec {
 	uint8_t dst_family;
 	uint8_t dst[16];
 	uint8_t dst_plen;
-	enum spec_target target;
-	uint32_t pid;
-	bool has_pid_fd;
-	uint32_t pid_fd;
-	uint32_t port;		/* SPEC_TARGET_PORT */
+	size_t ntargets;	/* 0: no "to" (del) */
+	struct target_spec *targets;	/* allocated: see spec_free() */
 };
 
 /*
  * Parses "{tcp|udp} PORT[-PORT] [dst PREFIX] [to TARGET]" for cmd, whose
- * name is used in messages; family comes from -4/-6. Returns 0, or
- * EXIT_USAGE having said why.
+ * name is used in messages; family comes from -4/-6. Returns 0, the
+ * spec to be freed with spec_free(), or EXIT_USAGE having said why (and
+ * nothing to free).
  */
 int parse_rule(const char *name, uint8_t cmd, uint8_t family,
 	       int argc, char **argv, struct rule_spec *spec);
+
+/* Frees what parse_rule() allocated; the fds are the caller's to close. */
+void spec_free(struct rule_spec *spec);
 
 /* The family a rule is limited to: -4/-6, else its prefix's, else 0. */
 uint8_t spec_family(const struct rule_spec *spec);

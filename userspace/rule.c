@@ -23,24 +23,24 @@ const char *proto_name(uint8_t proto)
 	return NULL;
 }
 
-static void put_target(struct nlmsghdr *nlh, const struct rule_spec *spec,
-		       int target_fd)
+static void put_target(struct nlmsghdr *nlh, const struct target_spec *t)
 {
 	struct nlattr *nest = mnl_attr_nest_start(nlh, PORTDISPATCH_A_RULE_TARGET);
 
-	if (spec->target == SPEC_TARGET_PORT) {
-		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PORT, spec->port);
+	if (t->kind == SPEC_TARGET_PORT) {
+		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PORT, t->port);
 	} else {
-		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_FD, (uint32_t)target_fd);
-		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PID, spec->pid);
-		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PID_FD, spec->pid_fd);
+		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_FD, (uint32_t)t->fd);
+		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PID, t->pid);
+		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PID_FD, t->pid_fd);
 	}
 	mnl_attr_nest_end(nlh, nest);
 }
 
-void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec,
-		   int target_fd)
+void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec)
 {
+	size_t i;
+
 	mnl_attr_put_u8(nlh, PORTDISPATCH_A_RULE_PROTO, spec->proto);
 	mnl_attr_put_u32(nlh, PORTDISPATCH_A_RULE_PORT_MIN, spec->port_min);
 	/* A single port is sent as written: the kernel defaults PORT_MAX. */
@@ -55,8 +55,8 @@ void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec,
 		mnl_attr_put_u8(nlh, PORTDISPATCH_A_RULE_DST_PLEN,
 				spec->dst_plen);
 	}
-	if (spec->target != SPEC_TARGET_NONE)
-		put_target(nlh, spec, target_fd);
+	for (i = 0; i < spec->ntargets; i++)
+		put_target(nlh, &spec->targets[i]);
 }
 
 /* Attribute types and sizes; a malformed attribute is left out. */

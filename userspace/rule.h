@@ -60,9 +60,8 @@ struct rule {
 /* Fills r from a RULE_GET message or an event; -1 if it is malformed. */
 int rule_parse(const struct nlmsghdr *nlh, struct rule *r);
 
-/* Appends a request's attributes; target_fd is our copy of the socket. */
-void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec,
-		   int target_fd);
+/* Appends a request's attributes; socket targets send their fd, our copy. */
+void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec);
 
 /*
  * Prints one rule: in text "tcp 80 any -> pid 4242 (nginx) fd 5 ...", with

@@ -271,7 +271,7 @@ static const char *for_family(const struct rule_spec *spec)
 	return "";
 }
 
-static void say_not_one(const struct rule_spec *spec,
+static void say_not_one(const struct rule_spec *spec, uint32_t pid,
 			const struct found_socket *found, size_t n,
 			size_t candidates)
 {
@@ -279,7 +279,7 @@ static void say_not_one(const struct rule_spec *spec,
 	size_t i, shown = 0;
 
 	if (candidates > 1) {
-		text_add(&t, "process %u has %zu %s%s: ", spec->pid, candidates,
+		text_add(&t, "process %u has %zu %s%s: ", pid, candidates,
 			 wanted(spec, true), for_family(spec));
 		for (i = 0; i < n; i++) {
 			if (!found[i].candidate)
@@ -291,7 +291,7 @@ static void say_not_one(const struct rule_spec *spec,
 		errorf("%s", t.buf);
 		return;
 	}
-	text_add(&t, "process %u has no %s%s", spec->pid, wanted(spec, false),
+	text_add(&t, "process %u has no %s%s", pid, wanted(spec, false),
 		 for_family(spec));
 	for (i = 0; i < n; i++) {
 		if (shown == 8) {
@@ -307,8 +307,9 @@ static void say_not_one(const struct rule_spec *spec,
 	errorf("%s", t.buf);
 }
 
-/* Finds the one socket that fits; returns our copy or -1. */
-static int find_socket(int pidfd, struct rule_spec *spec)
+/* Finds the one socket of target t that fits; returns our copy or -1. */
+static int find_socket(int pidfd, const struct rule_spec *spec,
+		       struct target_spec *t)
 {
 	struct found_socket *found;
 	size_t n = 0, i, candidates = 0;
@@ -316,7 +317,7 @@ static int find_socket(int pidfd, struct rule_spec *spec)
 	size_t nfds;
 	int chosen = -1;
 
-	if (list_socket_fds(spec->pid, &fds, &nfds))
+	if (list_socket_fds(t->pid, &fds, &nfds))
 		return -1;
 	found = xcalloc(nfds, sizeof(*found));
 	for (i = 0; i < nfds; i++) {
@@ -327,7 +328,7 @@ static int find_socket(int pidfd, struct rule_spec *spec)
 		if (s->copy < 0) {
 			if (errno == EBADF)
 				continue;	/* closed since we looked */
-			take_error(spec->pid, fds[i], errno);
+			take_error(t->pid, fds[i], errno);
 			goto out;
 		}
 		if (!inspect(s->copy, spec, s)) {
@@ -343,14 +344,14 @@ static int find_socket(int pidfd, struct rule_spec *spec)
 		n++;
 	}
 	if (candidates != 1) {
-		say_not_one(spec, found, n, candidates);
+		say_not_one(spec, t->pid, found, n, candidates);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
 		if (found[i].candidate) {
 			chosen = found[i].copy;
 			found[i].copy = -1;
-			spec->pid_fd = found[i].fd;
+			t->pid_fd = found[i].fd;
 		}
 	}
 out:
@@ -362,17 +363,17 @@ out:
 	return chosen;
 }
 
-int target_take(struct rule_spec *spec)
+int target_take(const struct rule_spec *spec, struct target_spec *t)
 {
-	int pidfd = open_process(spec->pid);
+	int pidfd = open_process(t->pid);
 	int copy;
 
 	if (pidfd < 0)
 		return -1;
-	if (spec->has_pid_fd)
-		copy = take_fd(pidfd, spec->pid, spec->pid_fd);
+	if (t->has_pid_fd)
+		copy = take_fd(pidfd, t->pid, t->pid_fd);
 	else
-		copy = find_socket(pidfd, spec);
+		copy = find_socket(pidfd, spec, t);
 	close(pidfd);
 	return copy;
 }

@@ -10,12 +10,12 @@
 #include "parse.h"
 
 /*
- * Takes our own copy of the socket that "to pid PID [fd FD]" names: fd FD,
- * or without it the process's one listening TCP socket (tcp rules) or
- * bound, unconnected UDP socket (udp rules) that can take the rule's
- * family. Fills in spec->pid_fd. Returns the copy, to be closed once the
- * kernel has answered, or -1 having said why.
+ * Takes our own copy of the socket that target t of spec, "pid PID [fd FD]",
+ * names: fd FD, or without it the process's one listening TCP socket (tcp
+ * rules) or bound, unconnected UDP socket (udp rules) that can take the
+ * rule's family. Fills in t->pid_fd. Returns the copy, to be closed once
+ * the kernel has answered, or -1 having said why.
  */
-int target_take(struct rule_spec *spec);
+int target_take(const struct rule_spec *spec, struct target_spec *t);
 
 #endif
