@@ -25,7 +25,7 @@
 #include "target.h"
 #include "util.h"
 
-#define MAX_WORDS	32	/* a valid line has at most 12 */
+#define MAX_WORDS	128	/* a valid line has at most 118 (16 targets) */
 #define MAX_REPORTED	10	/* errors said before summing up the rest */
 #define CHUNK_MAX	(1024 * 1024)
 #define SNDBUF_WANTED	(4 * 1024 * 1024)

@@ -30,20 +30,24 @@ struct command {
 	const char *usage;
 };
 
-#define TARGET_USAGE "       TARGET := pid PID [fd FD] | port PORT\n"
+#define TARGET_USAGE \
+	"       TARGET-LIST := TARGET [weight W] [, TARGET [weight W]]...\n" \
+	"       TARGET := pid PID [fd FD] | port PORT\n" \
+	"Up to 16 targets; new flows spread over them in proportion to their\n" \
+	"weights, W from 1 to 255 (1 when not given).\n"
 
 static const struct command commands[] = {
 	{ "add", cmd_add, TAKES_FAMILY | TAKES_JSON,
-	  "add a rule: new flows to these ports go to a socket",
-	  "portctl [-4|-6] [-j] add {tcp|udp} PORT[-PORT] [dst PREFIX] to TARGET\n"
+	  "add a rule: new flows to these ports go to a socket, or spread over several",
+	  "portctl [-4|-6] [-j] add {tcp|udp} PORT[-PORT] [dst PREFIX] to TARGET-LIST\n"
 	  TARGET_USAGE
 	  "Fails if the rule overlaps one with the same protocol and prefix.\n"
 	  "With -j, prints the rule as the kernel stored it.\n" },
 	{ "replace", cmd_replace, TAKES_FAMILY | TAKES_JSON,
-	  "add a rule, or swap the target of an existing one atomically",
-	  "portctl [-4|-6] [-j] replace {tcp|udp} PORT[-PORT] [dst PREFIX] to TARGET\n"
+	  "add a rule, or swap the targets of an existing one atomically",
+	  "portctl [-4|-6] [-j] replace {tcp|udp} PORT[-PORT] [dst PREFIX] to TARGET-LIST\n"
 	  TARGET_USAGE
-	  "No new flow is lost while the target changes.\n" },
+	  "No new flow is lost while the targets change.\n" },
 	{ "del", cmd_del, TAKES_FAMILY,
 	  "delete a rule",
 	  "portctl [-4|-6] del {tcp|udp} PORT[-PORT] [dst PREFIX]\n"

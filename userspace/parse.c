@@ -150,57 +150,184 @@ bad:
 	return -1;
 }
 
-/* TARGET := pid PID [fd FD] | port PORT; *i points after "to". */
-static int parse_target(int argc, char **argv, int *i, struct target_spec *t)
+/*
+ * The value at *i, taken, or NULL when the words end there or a comma
+ * ends the target: "port ," lacks its number as "port" at the end does.
+ */
+static const char *take_value(int argc, const char *const *argv, int *i)
 {
-	const char *kind;
+	if (*i >= argc || !strcmp(argv[*i], ","))
+		return NULL;
+	return argv[(*i)++];
+}
 
-	if (*i >= argc) {
-		errorf("\"to\" needs a target: " TARGET_HINT);
-		return -1;
-	}
-	kind = argv[(*i)++];
+/* TARGET := pid PID [fd FD] | port PORT; argv[*i] is its first word. */
+static int parse_target(int argc, const char *const *argv, int *i,
+			struct target_spec *t)
+{
+	const char *kind = argv[(*i)++], *value;
+
 	if (!strcmp(kind, "port")) {
-		if (*i >= argc) {
+		value = take_value(argc, argv, i);
+		if (!value) {
 			errorf("\"port\" needs a port number");
 			return -1;
 		}
 		t->kind = SPEC_TARGET_PORT;
-		return parse_number(argv[(*i)++], "a port", &t->port);
+		return parse_number(value, "a port", &t->port);
 	}
 	if (strcmp(kind, "pid")) {
 		errorf("\"%s\" is not a target (expected " TARGET_HINT ")", kind);
 		return -1;
 	}
-	if (*i >= argc) {
+	value = take_value(argc, argv, i);
+	if (!value) {
 		errorf("\"pid\" needs a process id");
 		return -1;
 	}
 	t->kind = SPEC_TARGET_SOCKET;
-	if (parse_number(argv[(*i)++], "a process id", &t->pid))
+	if (parse_number(value, "a process id", &t->pid))
 		return -1;
 	if (*i < argc && !strcmp(argv[*i], "fd")) {
 		(*i)++;
-		if (*i >= argc) {
+		value = take_value(argc, argv, i);
+		if (!value) {
 			errorf("\"fd\" needs a file descriptor number");
 			return -1;
 		}
 		t->has_pid_fd = true;
-		return parse_number(argv[(*i)++], "a file descriptor number",
+		return parse_number(value, "a file descriptor number",
 				    &t->pid_fd);
 	}
 	return 0;
 }
 
-/* The targets after "to"; *i points after it. */
-static int parse_targets(int argc, char **argv, int *i, struct rule_spec *spec)
+/* [weight W] after a target: W is 1-255. */
+static int parse_weight(int argc, const char *const *argv, int *i,
+			struct target_spec *t)
 {
-	struct target_spec *t;
+	const char *value;
+	uint32_t w = 0;
 
-	spec->targets = xcalloc(1, sizeof(*spec->targets));
-	t = &spec->targets[spec->ntargets++];
-	t->fd = -1;
-	return parse_target(argc, argv, i, t);
+	if (*i >= argc || strcmp(argv[*i], "weight"))
+		return 0;
+	(*i)++;
+	value = take_value(argc, argv, i);
+	if (!value) {
+		errorf("\"weight\" needs a number from 1 to 255");
+		return -1;
+	}
+	if (parse_u32(value, &w) && errno != ERANGE) {
+		errorf("\"%s\" is not a weight (a number from 1 to 255)", value);
+		return -1;
+	}
+	if (w < 1 || w > SPEC_WEIGHT_MAX) {
+		errorf("weight %s is out of range 1-%d", value, SPEC_WEIGHT_MAX);
+		return -1;
+	}
+	t->has_weight = true;
+	t->weight = w;
+	return 0;
+}
+
+/*
+ * TARGET-LIST := TARGET [weight W] [, TARGET [weight W]]...; *i points
+ * after "to", and is left after the list.
+ */
+static int parse_targets(int argc, const char *const *argv, int *i,
+			 struct rule_spec *spec)
+{
+	for (;;) {
+		struct target_spec *t;
+
+		if (*i >= argc) {
+			if (spec->ntargets)
+				errorf("the target list ends with \",\": a target must follow it");
+			else
+				errorf("\"to\" needs a target: " TARGET_HINT);
+			return -1;
+		}
+		if (!strcmp(argv[*i], ",")) {
+			if (spec->ntargets)
+				errorf("the target list has an empty member: a target must come between two commas");
+			else
+				errorf("\"to\" needs a target before \",\"");
+			return -1;
+		}
+		if (spec->ntargets == SPEC_TARGETS_MAX) {
+			errorf("too many targets: a rule has at most %d",
+			       SPEC_TARGETS_MAX);
+			return -1;
+		}
+		spec->targets = xreallocarray(spec->targets, spec->ntargets + 1,
+					      sizeof(*spec->targets));
+		t = &spec->targets[spec->ntargets++];
+		memset(t, 0, sizeof(*t));
+		t->fd = -1;
+		if (parse_target(argc, argv, i, t) ||
+		    parse_weight(argc, argv, i, t))
+			return -1;
+		if (*i >= argc)
+			return 0;
+		if (!strcmp(argv[*i], "weight")) {
+			errorf("\"weight\" is given twice for one target");
+			return -1;
+		}
+		if (!strcmp(argv[*i], "pid") || !strcmp(argv[*i], "port")) {
+			errorf("a comma must come before \"%s\": the targets of a list are separated by commas",
+			       argv[*i]);
+			return -1;
+		}
+		if (strcmp(argv[*i], ","))
+			return 0;
+		(*i)++;
+	}
+}
+
+/*
+ * The words, with the commas of those after the first two (protocol and
+ * ports) as words of their own: "8443," is "8443" and ",", so that a list
+ * reads the same written "a, b", "a , b" or "a,b". Returns the number of
+ * words in *out, which points into *text; both are to be freed.
+ */
+static int split_commas(int argc, char **argv, const char ***out,
+			char **text)
+{
+	size_t words = 0, size = 0;
+	char *p;
+	int i, n = 0;
+
+	for (i = 0; i < argc; i++) {
+		size_t len = strlen(argv[i]);
+
+		words += len ? len : 1;
+		size += 2 * len + 1;
+	}
+	*out = xcalloc(words, sizeof(**out));
+	*text = p = xmalloc(size);
+	for (i = 0; i < argc; i++) {
+		const char *w = argv[i];
+
+		if (i < 2 || !strchr(w, ',')) {
+			(*out)[n++] = w;
+			continue;
+		}
+		while (*w) {
+			size_t len = strcspn(w, ",");
+
+			if (!len) {
+				(*out)[n++] = ",";
+				w++;
+				continue;
+			}
+			memcpy(p, w, len);
+			p[len] = '\0';
+			(*out)[n++] = p;
+			p += len + 1;
+			w += len;
+		}
+	}
+	return n;
 }
 
 static const char *family_option(uint8_t family)
@@ -209,7 +336,8 @@ static const char *family_option(uint8_t family)
 }
 
 static int parse_words(const char *name, uint8_t cmd, uint8_t family,
-		       int argc, char **argv, struct rule_spec *spec)
+		       int argc, const char *const *argv,
+		       struct rule_spec *spec)
 {
 	bool wants_target = cmd != PORTDISPATCH_CMD_RULE_DEL;
 	int i = 0;
@@ -288,8 +416,13 @@ static int parse_words(const char *name, uint8_t cmd, uint8_t family,
 int parse_rule(const char *name, uint8_t cmd, uint8_t family,
 	       int argc, char **argv, struct rule_spec *spec)
 {
-	int ret = parse_words(name, cmd, family, argc, argv, spec);
+	const char **words;
+	char *text;
+	int n = split_commas(argc, argv, &words, &text);
+	int ret = parse_words(name, cmd, family, n, words, spec);
 
+	free(words);
+	free(text);
 	if (ret)
 		spec_free(spec);
 	return ret;

@@ -3,8 +3,11 @@
  * Words to a rule request. Only syntax is checked here: a value that can
  * be encoded is sent as written, and the kernel judges its range (port 0,
  * 70000, a reversed range, /33 on IPv4) and explains its refusal. The
- * exception is a prefix of IPv4-mapped addresses, which could match
- * nothing: refused here too, with what to write instead.
+ * exceptions: a prefix of IPv4-mapped addresses, which could match
+ * nothing, refused here too with what to write instead; and the limits
+ * that the target list's grammar states itself (16 targets, weights
+ * 1-255), so that a list is refused as a whole before any of its sockets
+ * is taken.
  */
 #ifndef PORTCTL_PARSE_H
 #define PORTCTL_PARSE_H
@@ -26,8 +29,14 @@ struct target_spec {
 	bool has_pid_fd;
 	uint32_t pid_fd;
 	uint32_t port;		/* SPEC_TARGET_PORT */
+	bool has_weight;	/* "weight W" was written */
+	uint32_t weight;	/* 1-SPEC_WEIGHT_MAX */
 	int fd;			/* our copy of a socket target; -1 until taken */
 };
+
+/* The target list's limits, which its grammar states (portctl(8)). */
+#define SPEC_TARGETS_MAX	16
+#define SPEC_WEIGHT_MAX		255
 
 struct rule_spec {
 	uint8_t cmd;		/* PORTDISPATCH_CMD_RULE_ADD/_REPLACE/_DEL */
@@ -45,7 +54,7 @@ struct rule_spec {
 };
 
 /*
- * Parses "{tcp|udp} PORT[-PORT] [dst PREFIX] [to TARGET]" for cmd, whose
+ * Parses "{tcp|udp} PORT[-PORT] [dst PREFIX] [to TARGET-LIST]" for cmd, whose
  * name is used in messages; family comes from -4/-6. Returns 0, the
  * spec to be freed with spec_free(), or EXIT_USAGE having said why (and
  * nothing to free).

@@ -34,6 +34,9 @@ static void put_target(struct nlmsghdr *nlh, const struct target_spec *t)
 		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PID, t->pid);
 		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_PID_FD, t->pid_fd);
 	}
+	/* Only as written: a lone target's weight is the kernel's to forget. */
+	if (t->has_weight)
+		mnl_attr_put_u32(nlh, PORTDISPATCH_A_TARGET_WEIGHT, t->weight);
 	mnl_attr_nest_end(nlh, nest);
 }
 

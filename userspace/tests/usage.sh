@@ -164,6 +164,46 @@ syntax_ok "/33 on IPv4 is sent" add tcp 80 dst 192.0.2.0/33 to port 70000
 syntax_ok "host bits past the prefix are sent" del tcp 80 dst 192.0.2.1/24
 syntax_ok "target port 0 is sent" replace tcp 0 to port 0
 
+# ---------------------------------------------------------------- target lists
+
+# Port 0 makes the kernel refuse what gets past the parser.
+syntax_ok "a list with weights" add tcp 0 to port 8443 weight 9, port 9443 weight 1
+syntax_ok "a list without weights" replace udp 0 to port 53, port 5353
+syntax_ok "a comma on its own" add tcp 0 to port 8443 weight 1 , port 9443 weight 1
+syntax_ok "a comma after a weight" add tcp 0 to port 8443 weight 9, port 9443
+syntax_ok "a comma between two words" add tcp 0 to port 8443,port 9443
+syntax_ok "sockets and ports mixed" add udp 0 to port 1 weight 255, pid 0 fd 3, pid 0
+syntax_ok "a lone target's weight" add tcp 0 to port 1 weight 7
+syntax_ok "dst after the list" add tcp 0 to port 1 weight 2, port 2 dst 192.0.2.0/24
+syntax_ok "16 targets" add tcp 0 to $(for i in $(seq 16); do printf 'pid 0 fd %d weight 255, ' "$i"; done | sed 's/, $//')
+expect "17 targets" 2 'Error: too many targets: a rule has at most 16.' \
+	add tcp 0 to $(for i in $(seq 17); do printf 'port %d, ' "$i"; done | sed 's/, $//')
+expect "an empty member" 2 'Error: the target list has an empty member: a target must come between two commas.' add tcp 80 to port 1,, port 2
+expect "an empty member between blanks" 2 'Error: the target list has an empty member: a target must come between two commas.' add tcp 80 to port 1, , port 2
+expect "a trailing comma" 2 'Error: the target list ends with ",": a target must follow it.' add tcp 80 to port 1 weight 2,
+expect "a trailing comma on its own" 2 'Error: the target list ends with ",": a target must follow it.' add tcp 80 to port 1 ,
+expect "a leading comma" 2 'Error: "to" needs a target before ",".' add tcp 80 to , port 1
+expect "a missing comma" 2 'Error: a comma must come before "pid": the targets of a list are separated by commas.' add tcp 80 to port 1 weight 2 pid 3
+expect "weight 0" 2 'Error: weight 0 is out of range 1-255.' add tcp 80 to port 1 weight 0, port 2
+expect "weight 256" 2 'Error: weight 256 is out of range 1-255.' add tcp 80 to port 1, port 2 weight 256
+expect "weight beyond u32" 2 'Error: weight 4294967296 is out of range 1-255.' add tcp 80 to port 1 weight 4294967296
+expect "weight not a number" 2 'Error: "9x" is not a weight (a number from 1 to 255).' add tcp 80 to port 1 weight 9x, port 2
+expect "weight negative" 2 'Error: "-1" is not a weight (a number from 1 to 255).' add tcp 80 to port 1 weight -1
+expect "weight without number" 2 'Error: "weight" needs a number from 1 to 255.' add tcp 80 to port 1 weight
+expect "weight without number before a comma" 2 'Error: "weight" needs a number from 1 to 255.' add tcp 80 to port 1 weight, port 2
+expect "weight twice" 2 'Error: "weight" is given twice for one target.' add tcp 80 to port 1 weight 2 weight 3
+expect "weight before its target" 2 'Error: "weight" is not a target (expected "pid PID [fd FD]" or "port PORT").' add tcp 80 to port 1, weight 2 port 2
+expect "port without number before a comma" 2 'Error: "port" needs a port number.' add tcp 80 to port, port 2
+expect "fd without number before a comma" 2 'Error: "fd" needs a file descriptor number.' add tcp 80 to pid 1 fd , port 2
+expect "a second target's own error" 2 'Error: "http" is not a port.' add tcp 80 to port 1, port http
+expect "del takes no list" 2 'Error: unexpected "," (expected "dst PREFIX").' del tcp 80 , port 1
+run add help
+if [ "$RC" = 0 ] && [[ $OUT == *"TARGET-LIST := TARGET [weight W] [, TARGET [weight W]]..."* ]]; then
+	ok "add help states the list's grammar"
+else
+	not_ok "add help states the list's grammar" "got exit $RC: $OUT"
+fi
+
 # ---------------------------------------------------------------- batch
 
 batch() { # batch NAME RC STDERR: the file is $WORK/batch
@@ -205,6 +245,27 @@ else
 fi
 printf 'add tcp 80 to port 1\nadd tcp 81 to\n' >"$WORK/batch"
 STDIN=$WORK/batch expect "batch from standard input" 2 '-:2: "to" needs a target: "pid PID [fd FD]" or "port PORT".' -b -
+printf 'add tcp 0 to port 8443 weight 9, port 9443 weight 1\nreplace tcp 0 to port 1 , port 2,port 3\n' >"$WORK/batch"
+run -b "$WORK/batch"
+if [ "$RC" = 1 ] && [[ $ERR != *"$WORK/batch:"*"target"* ]]; then
+	ok "batch: target lists are parsed"
+else
+	not_ok "batch: target lists are parsed" "got exit $RC: $ERR"
+fi
+{
+	printf -- '-6 replace tcp 1-2 dst 2001:db8::/64 to'
+	for i in $(seq 15); do printf ' pid 0 fd %d weight 255 ,' "$i"; done
+	printf ' pid 0 fd 16 weight 255\n'
+} >"$WORK/batch"
+run -b "$WORK/batch"
+if [ "$RC" = 1 ] && [[ $ERR != *"too many words"* && $ERR != *"$WORK/batch:1: "*"target"* ]]; then
+	ok "batch: a line of 16 targets, every word apart"
+else
+	not_ok "batch: a line of 16 targets, every word apart" "got exit $RC: $ERR"
+fi
+printf 'add tcp 80 to port 1\nadd tcp 81 to port 1 weight 300, port 2\nadd tcp 82 to port 1,\n' >"$WORK/batch"
+batch "batch: target list errors name their lines" 2 "$WORK/batch:2: weight 300 is out of range 1-255.
+$WORK/batch:3: the target list ends with \",\": a target must follow it."
 printf '# nothing but comments\n\n   \n' >"$WORK/batch"
 batch "batch: nothing to do" 0 ''
 expect "batch: no such file" 1 "Error: could not open $WORK/none: No such file or directory." -b "$WORK/none"
