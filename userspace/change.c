@@ -129,6 +129,7 @@ static int change_rule(uint8_t cmd, int argc, char **argv,
 			warnf("the kernel did not echo the rule");
 		}
 	}
+	rule_free(&echo.rule);
 	close_targets(&spec);
 	spec_free(&spec);
 	nl_close(&nl);

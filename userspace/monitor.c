@@ -87,12 +87,15 @@ static int event_cb(enum nl_event ev, const struct nlmsghdr *nlh,
 	case PORTDISPATCH_CMD_FLUSH_NTF:
 		rule_parse(nlh, &r);	/* only RULE_COUNT is there */
 		print_event(cmd, &r);
+		rule_free(&r);
 		break;
 	case PORTDISPATCH_CMD_RULE_ADD_NTF:
 	case PORTDISPATCH_CMD_RULE_REPLACE_NTF:
 	case PORTDISPATCH_CMD_RULE_DEL_NTF:
-		if (!rule_parse(nlh, &r))
+		if (!rule_parse(nlh, &r)) {
 			print_event(cmd, &r);
+			rule_free(&r);
+		}
 		break;
 	}
 	return 0;

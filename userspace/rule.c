@@ -6,6 +6,8 @@
 #include <linux/genetlink.h>
 #include <linux/portdispatch.h>
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -75,89 +77,121 @@ static bool valid_addr(const struct nlattr *a)
 	return len == 4 || len == 16;
 }
 
-static void parse_target(const struct nlattr *nest, struct rule *r)
+/* RULE_STATS_STEERED and _UNDELIVERABLE, of a rule or of one target. */
+static void parse_counters(const struct nlattr *nest, uint64_t *steered,
+			   uint64_t *undeliverable, bool *has_replies,
+			   uint64_t *replies)
 {
 	const struct nlattr *a;
 
-	r->target.type = RULE_TARGET_UNKNOWN;
-	mnl_attr_for_each_nested(a, nest) {
-		switch (mnl_attr_get_type(a)) {
-		case PORTDISPATCH_A_TARGET_PID:
-			if ((r->target.has_pid = valid(a, MNL_TYPE_U32)))
-				r->target.pid = mnl_attr_get_u32(a);
-			break;
-		case PORTDISPATCH_A_TARGET_PID_FD:
-			if ((r->target.has_pid_fd = valid(a, MNL_TYPE_U32)))
-				r->target.pid_fd = mnl_attr_get_u32(a);
-			break;
-		case PORTDISPATCH_A_TARGET_PORT:
-			if (valid(a, MNL_TYPE_U32)) {
-				r->target.type = RULE_TARGET_PORT;
-				r->target.port = mnl_attr_get_u32(a);
-			}
-			break;
-		case PORTDISPATCH_A_TARGET_COMM:
-			if (valid(a, MNL_TYPE_NUL_STRING))
-				snprintf(r->target.comm, sizeof(r->target.comm),
-					 "%s", mnl_attr_get_str(a));
-			break;
-		case PORTDISPATCH_A_TARGET_INODE:
-			if ((r->target.has_inode = valid(a, MNL_TYPE_U64)))
-				r->target.inode = mnl_attr_get_u64(a);
-			break;
-		case PORTDISPATCH_A_TARGET_STATE:
-			if ((r->target.has_state = valid(a, MNL_TYPE_U8)))
-				r->target.state = mnl_attr_get_u8(a);
-			break;
-		case PORTDISPATCH_A_TARGET_FAMILY:
-			if ((r->target.has_family = valid(a, MNL_TYPE_U8)))
-				r->target.family = mnl_attr_get_u8(a);
-			break;
-		case PORTDISPATCH_A_TARGET_V6ONLY:
-			r->target.v6only = true;
-			break;
-		case PORTDISPATCH_A_TARGET_LOCAL_ADDR:
-			if ((r->target.has_local_addr = valid_addr(a))) {
-				r->target.local_addr_len =
-					(uint8_t)mnl_attr_get_payload_len(a);
-				memcpy(r->target.local_addr,
-				       mnl_attr_get_payload(a),
-				       r->target.local_addr_len);
-			}
-			break;
-		case PORTDISPATCH_A_TARGET_LOCAL_PORT:
-			if ((r->target.has_local_port = valid(a, MNL_TYPE_U32)))
-				r->target.local_port = mnl_attr_get_u32(a);
-			break;
-		}
-	}
-	/* Anything that describes a socket makes it a socket target. */
-	if (r->target.type == RULE_TARGET_UNKNOWN &&
-	    (r->target.has_pid || r->target.has_inode || r->target.has_state))
-		r->target.type = RULE_TARGET_SOCKET;
-}
-
-static void parse_stats(const struct nlattr *nest, struct rule *r)
-{
-	const struct nlattr *a;
-
-	r->has_stats = true;
 	mnl_attr_for_each_nested(a, nest) {
 		if (!valid(a, MNL_TYPE_U64))
 			continue;
 		switch (mnl_attr_get_type(a)) {
 		case PORTDISPATCH_A_RULE_STATS_STEERED:
-			r->steered = mnl_attr_get_u64(a);
+			*steered = mnl_attr_get_u64(a);
 			break;
 		case PORTDISPATCH_A_RULE_STATS_UNDELIVERABLE:
-			r->undeliverable = mnl_attr_get_u64(a);
+			*undeliverable = mnl_attr_get_u64(a);
 			break;
 		case PORTDISPATCH_A_RULE_STATS_REPLIES:
-			r->has_replies = true;
-			r->replies = mnl_attr_get_u64(a);
+			if (has_replies) {
+				*has_replies = true;
+				*replies = mnl_attr_get_u64(a);
+			}
 			break;
 		}
 	}
+}
+
+static void parse_target(const struct nlattr *nest, struct rule_target *t)
+{
+	const struct nlattr *a;
+
+	memset(t, 0, sizeof(*t));
+	t->type = RULE_TARGET_UNKNOWN;
+	mnl_attr_for_each_nested(a, nest) {
+		switch (mnl_attr_get_type(a)) {
+		case PORTDISPATCH_A_TARGET_PID:
+			if ((t->has_pid = valid(a, MNL_TYPE_U32)))
+				t->pid = mnl_attr_get_u32(a);
+			break;
+		case PORTDISPATCH_A_TARGET_PID_FD:
+			if ((t->has_pid_fd = valid(a, MNL_TYPE_U32)))
+				t->pid_fd = mnl_attr_get_u32(a);
+			break;
+		case PORTDISPATCH_A_TARGET_PORT:
+			if (valid(a, MNL_TYPE_U32)) {
+				t->type = RULE_TARGET_PORT;
+				t->port = mnl_attr_get_u32(a);
+			}
+			break;
+		case PORTDISPATCH_A_TARGET_COMM:
+			if (valid(a, MNL_TYPE_NUL_STRING))
+				snprintf(t->comm, sizeof(t->comm), "%s",
+					 mnl_attr_get_str(a));
+			break;
+		case PORTDISPATCH_A_TARGET_INODE:
+			if ((t->has_inode = valid(a, MNL_TYPE_U64)))
+				t->inode = mnl_attr_get_u64(a);
+			break;
+		case PORTDISPATCH_A_TARGET_STATE:
+			if ((t->has_state = valid(a, MNL_TYPE_U8)))
+				t->state = mnl_attr_get_u8(a);
+			break;
+		case PORTDISPATCH_A_TARGET_FAMILY:
+			if ((t->has_family = valid(a, MNL_TYPE_U8)))
+				t->family = mnl_attr_get_u8(a);
+			break;
+		case PORTDISPATCH_A_TARGET_V6ONLY:
+			t->v6only = true;
+			break;
+		case PORTDISPATCH_A_TARGET_LOCAL_ADDR:
+			if ((t->has_local_addr = valid_addr(a))) {
+				t->local_addr_len =
+					(uint8_t)mnl_attr_get_payload_len(a);
+				memcpy(t->local_addr, mnl_attr_get_payload(a),
+				       t->local_addr_len);
+			}
+			break;
+		case PORTDISPATCH_A_TARGET_LOCAL_PORT:
+			if ((t->has_local_port = valid(a, MNL_TYPE_U32)))
+				t->local_port = mnl_attr_get_u32(a);
+			break;
+		case PORTDISPATCH_A_TARGET_WEIGHT:
+			if ((t->has_weight = valid(a, MNL_TYPE_U32)))
+				t->weight = mnl_attr_get_u32(a);
+			break;
+		case PORTDISPATCH_A_TARGET_STATS:
+			if ((t->has_stats = valid(a, MNL_TYPE_NESTED)))
+				parse_counters(a, &t->steered, &t->undeliverable,
+					       NULL, NULL);
+			break;
+		}
+	}
+	/* Anything that describes a socket makes it a socket target. */
+	if (t->type == RULE_TARGET_UNKNOWN &&
+	    (t->has_pid || t->has_inode || t->has_state))
+		t->type = RULE_TARGET_SOCKET;
+}
+
+static void add_target(const struct nlattr *nest, struct rule *r)
+{
+	r->targets = xreallocarray(r->targets, r->ntargets + 1,
+				   sizeof(*r->targets));
+	parse_target(nest, &r->targets[r->ntargets++]);
+}
+
+void rule_free(struct rule *r)
+{
+	free(r->targets);
+	r->targets = NULL;
+	r->ntargets = 0;
+}
+
+bool rule_is_group(const struct rule *r)
+{
+	return r->ntargets > 1 || (r->ntargets == 1 && r->targets[0].has_weight);
 }
 
 int rule_parse(const struct nlmsghdr *nlh, struct rule *r)
@@ -200,11 +234,13 @@ int rule_parse(const struct nlmsghdr *nlh, struct rule *r)
 			break;
 		case PORTDISPATCH_A_RULE_TARGET:
 			if (valid(a, MNL_TYPE_NESTED))
-				parse_target(a, r);
+				add_target(a, r);
 			break;
 		case PORTDISPATCH_A_RULE_STATS:
-			if (valid(a, MNL_TYPE_NESTED))
-				parse_stats(a, r);
+			if ((r->has_stats = valid(a, MNL_TYPE_NESTED)))
+				parse_counters(a, &r->steered,
+					       &r->undeliverable,
+					       &r->has_replies, &r->replies);
 			break;
 		case PORTDISPATCH_A_RULE_REASON:
 			if ((r->has_reason = valid(a, MNL_TYPE_U8)))
@@ -218,7 +254,10 @@ int rule_parse(const struct nlmsghdr *nlh, struct rule *r)
 	}
 	if (!has_max)
 		r->port_max = r->port_min;
-	return has_proto && has_port ? 0 : -1;
+	if (has_proto && has_port)
+		return 0;
+	rule_free(r);
+	return -1;
 }
 
 static const char *family_text(uint8_t family)
@@ -283,57 +322,128 @@ static void format_dst(const struct rule *r, char *buf, size_t size)
 	snprintf(buf, size, "%s/%u", addr, r->dst_plen);
 }
 
-static void print_socket_target(const struct rule *r)
+static void print_socket_target(const struct rule_target *t)
 {
 	const char *text, *json;
 
 	print_string("type", NULL, "socket");
-	if (r->target.has_pid)
-		print_uint("pid", " pid %s", r->target.pid);
+	if (t->has_pid)
+		print_uint("pid", " pid %s", t->pid);
 	else
 		print_null("pid");
-	if (r->target.comm[0])
-		print_string("comm", " (%s)", r->target.comm);
+	if (t->comm[0])
+		print_string("comm", " (%s)", t->comm);
 	else
 		print_null("comm");
-	if (r->target.has_pid_fd)
-		print_uint("fd", " fd %s", r->target.pid_fd);
+	if (t->has_pid_fd)
+		print_uint("fd", " fd %s", t->pid_fd);
 	else
 		print_null("fd");
-	if (r->target.has_inode)
-		print_uint("inode", NULL, r->target.inode);
+	if (t->has_inode)
+		print_uint("inode", NULL, t->inode);
 	else
 		print_null("inode");
-	if (r->target.has_family)
+	if (t->has_family)
 		print_string("family", NULL,
-			     sock_family_name(r->target.family));
+			     sock_family_name(t->family));
 	else
 		print_null("family");
-	print_bool("v6only", NULL, r->target.v6only);
-	if (r->target.has_local_addr) {
+	print_bool("v6only", NULL, t->v6only);
+	if (t->has_local_addr) {
 		char addr[INET6_ADDRSTRLEN];
 
-		format_addr(r->target.local_addr, r->target.local_addr_len,
+		format_addr(t->local_addr, t->local_addr_len,
 			    addr, sizeof(addr));
 		print_string("local_addr",
-			     r->target.local_addr_len == 16 ? " [%s]" : " %s",
+			     t->local_addr_len == 16 ? " [%s]" : " %s",
 			     addr);
 	} else {
 		print_null("local_addr");
 	}
-	if (r->target.has_local_port)
+	if (t->has_local_port)
 		print_uint("local_port",
-			   r->target.has_local_addr ? ":%s" : NULL,
-			   r->target.local_port);
+			   t->has_local_addr ? ":%s" : NULL,
+			   t->local_port);
 	else
 		print_null("local_port");
-	print_bool(NULL, " v6only", r->target.v6only);
-	if (r->target.has_state) {
-		state_names(r->target.state, &text, &json);
+	print_bool(NULL, " v6only", t->v6only);
+	if (t->has_state) {
+		state_names(t->state, &text, &json);
 		print_enum("state", " %s", text, json);
 	} else {
 		print_null("state");
 	}
+}
+
+/* A target's own keys: those of "target" in a rule of one. */
+static void print_target(const struct rule_target *t)
+{
+	switch (t->type) {
+	case RULE_TARGET_PORT:
+		print_string("type", NULL, "port");
+		print_uint("port", " port %s", t->port);
+		break;
+	case RULE_TARGET_SOCKET:
+		print_socket_target(t);
+		break;
+	case RULE_TARGET_UNKNOWN:
+		print_enum("type", " %s", "unknown target", "unknown");
+		break;
+	}
+}
+
+/*
+ * "targets": each with its weight and its counters, which the kernel
+ * reports for the targets of a group only (null for a rule of one).
+ */
+static void print_targets(const struct rule *r, bool stats)
+{
+	size_t i;
+
+	print_open_array("targets");
+	for (i = 0; i < r->ntargets; i++) {
+		const struct rule_target *t = &r->targets[i];
+
+		print_text(i ? "," : "");
+		print_open_object(NULL);
+		print_target(t);
+		if (t->has_weight)
+			print_uint("weight", " weight %s", t->weight);
+		else
+			print_null("weight");
+		if (t->has_stats && (print_is_json() || stats)) {
+			print_open_object("stats");
+			print_uint("steered", " steered %s", t->steered);
+			print_uint("undeliverable", " undeliverable %s",
+				   t->undeliverable);
+			print_close_object();
+		} else {
+			print_null("stats");
+		}
+		print_close_object();
+	}
+	print_close_array();
+	if (!r->ntargets)
+		print_text(" unknown target");
+}
+
+/*
+ * "target", in JSON only: a rule of one target's, as it always was; of a
+ * group, {"type":"group"}, a type that readers of "target" alone do not
+ * know, rather than one of its targets, which would hide the others.
+ */
+static void print_target_key(const struct rule *r)
+{
+	if (!print_is_json())
+		return;
+	print_open_object("target");
+	if (rule_is_group(r))
+		print_string("type", NULL, "group");
+	else if (r->ntargets)
+		print_target(&r->targets[0]);
+	else
+		print_string("type", NULL, "unknown");
+	print_close_object();
 }
 
 void rule_print(const char *key, const struct rule *r, bool stats)
@@ -364,25 +474,16 @@ void rule_print(const char *key, const struct rule *r, bool stats)
 	}
 
 	print_text(" ->");
-	print_open_object("target");
-	switch (r->target.type) {
-	case RULE_TARGET_PORT:
-		print_string("type", NULL, "port");
-		print_uint("port", " port %s", r->target.port);
-		break;
-	case RULE_TARGET_SOCKET:
-		print_socket_target(r);
-		break;
-	case RULE_TARGET_UNKNOWN:
-		print_enum("type", " %s", "unknown target", "unknown");
-		break;
-	}
-	print_close_object();
+	print_target_key(r);
+	print_targets(r, stats);
 
 	/* JSON always has the counters; text only when asked (-s). */
 	if (print_is_json() && !r->has_stats) {
 		print_null("stats");
 	} else if (print_is_json() || stats) {
+		/* After a group's targets and theirs: the rule's own. */
+		if (rule_is_group(r))
+			print_text("; total");
 		print_open_object("stats");
 		print_uint("steered", " steered %s", r->steered);
 		print_uint("undeliverable", " undeliverable %s",
@@ -427,34 +528,71 @@ const char *rule_family_option(const struct rule *r)
 	return "";
 }
 
-void rule_format_target(const struct rule *r, char *buf, size_t len)
+/* Appends to buf, which holds a string; what does not fit is cut. */
+static void append(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t len, const char *fmt, ...)
 {
-	char comm[sizeof(r->target.comm)];
-	size_t n;
+	size_t n = strlen(buf);
+	va_list ap;
 
-	/*
-	 * A process names itself: a newline in its comm must not end the
-	 * comment that save writes it in, and so slip a command into the file.
-	 */
-	copy_printable(comm, sizeof(comm), r->target.comm);
+	if (n + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + n, len - n, fmt, ap);
+	va_end(ap);
+}
 
-	switch (r->target.type) {
+static void format_target(const struct rule_target *t, bool placeholders,
+			  char *buf, size_t len)
+{
+	char comm[sizeof(t->comm)];
+
+	switch (t->type) {
 	case RULE_TARGET_PORT:
-		snprintf(buf, len, "port %u", r->target.port);
+		append(buf, len, "port %u", t->port);
 		return;
 	case RULE_TARGET_SOCKET:
-		snprintf(buf, len, "pid %u", r->target.pid);
-		n = strlen(buf);
-		if (comm[0] && n < len)
-			snprintf(buf + n, len - n, " (%s)", comm);
-		n = strlen(buf);
-		if (r->target.has_pid_fd && n < len)
-			snprintf(buf + n, len - n, " fd %u", r->target.pid_fd);
+		if (placeholders) {
+			append(buf, len, "pid PID fd FD");
+			return;
+		}
+		/*
+		 * A process names itself: a newline in its comm must not end
+		 * the comment that save writes it in, and so slip a command
+		 * into the file.
+		 */
+		copy_printable(comm, sizeof(comm), t->comm);
+		append(buf, len, "pid %u", t->pid);
+		if (comm[0])
+			append(buf, len, " (%s)", comm);
+		if (t->has_pid_fd)
+			append(buf, len, " fd %u", t->pid_fd);
 		return;
 	case RULE_TARGET_UNKNOWN:
 		break;
 	}
-	snprintf(buf, len, "an unknown target");
+	append(buf, len, "an unknown target");
+}
+
+void rule_format_targets(const struct rule *r, bool placeholders, char *buf,
+			 size_t len)
+{
+	size_t i;
+
+	if (!len)
+		return;
+	buf[0] = '\0';
+	for (i = 0; i < r->ntargets; i++) {
+		const struct rule_target *t = &r->targets[i];
+
+		append(buf, len, "%s", i ? ", " : "");
+		format_target(t, placeholders, buf, len);
+		if (t->has_weight)
+			append(buf, len, " weight %u", t->weight);
+	}
+	if (!r->ntargets)
+		append(buf, len, "an unknown target");
 }
 
 const char *rule_attr_at(const struct nlmsghdr *req, uint32_t offs)

@@ -12,13 +12,39 @@
 
 struct nlmsghdr;
 
-enum rule_target {
+enum target_type {
 	RULE_TARGET_UNKNOWN,
 	RULE_TARGET_SOCKET,
 	RULE_TARGET_PORT,
 };
 
-/* A rule as the kernel reports it; has_* say which attributes came. */
+/* One target of a rule, as the kernel reports it. */
+struct rule_target {
+	enum target_type type;
+	bool has_pid, has_pid_fd, has_inode, has_state;
+	bool has_family, has_local_addr, has_local_port;
+	uint32_t pid;
+	uint32_t pid_fd;
+	char comm[32];			/* "" when not reported */
+	uint64_t inode;
+	uint8_t state;
+	uint8_t family;
+	bool v6only;
+	uint8_t local_addr_len;
+	uint8_t local_addr[16];
+	uint32_t local_port;
+	uint32_t port;
+	bool has_weight;		/* targets of a group only */
+	uint32_t weight;
+	bool has_stats;			/* targets of a group only */
+	uint64_t steered;
+	uint64_t undeliverable;
+};
+
+/*
+ * A rule as the kernel reports it; has_* say which attributes came. Its
+ * targets are allocated: see rule_free().
+ */
 struct rule {
 	bool has_id;
 	uint32_t id;
@@ -30,23 +56,9 @@ struct rule {
 	uint8_t dst_len;		/* 4 or 16 */
 	uint8_t dst[16];
 	uint8_t dst_plen;
-	struct {
-		enum rule_target type;
-		bool has_pid, has_pid_fd, has_inode, has_state;
-		bool has_family, has_local_addr, has_local_port;
-		uint32_t pid;
-		uint32_t pid_fd;
-		char comm[32];		/* "" when not reported */
-		uint64_t inode;
-		uint8_t state;
-		uint8_t family;
-		bool v6only;
-		uint8_t local_addr_len;
-		uint8_t local_addr[16];
-		uint32_t local_port;
-		uint32_t port;
-	} target;
-	bool has_stats;
+	size_t ntargets;
+	struct rule_target *targets;	/* in the kernel's order */
+	bool has_stats;			/* the rule's own, of all its targets */
 	uint64_t steered;
 	uint64_t undeliverable;
 	bool has_replies;		/* UDP rules, from modules that count */
@@ -57,16 +69,28 @@ struct rule {
 	uint32_t count;
 };
 
-/* Fills r from a RULE_GET message or an event; -1 if it is malformed. */
+/*
+ * Fills r from a RULE_GET message or an event, to be freed with
+ * rule_free(); -1 if it is malformed, with nothing to free.
+ */
 int rule_parse(const struct nlmsghdr *nlh, struct rule *r);
+void rule_free(struct rule *r);
+
+/*
+ * A group: a rule the kernel reports with several targets, or with the
+ * weight of its one target (a group whose other targets left it).
+ */
+bool rule_is_group(const struct rule *r);
 
 /* Appends a request's attributes; socket targets send their fd, our copy. */
 void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec);
 
 /*
- * Prints one rule: in text "tcp 80 any -> pid 4242 (nginx) fd 5 ...", with
- * the counters when stats; in JSON an object under key (NULL in arrays),
- * always with every key. No line end: the caller ends the record.
+ * Prints one rule: in text "tcp 80 any -> pid 4242 (nginx) fd 5 ...", the
+ * targets of a group one after the other, "port 8443 weight 9, port 9443
+ * weight 1", with the counters when stats; in JSON an object under key
+ * (NULL in arrays), always with every key. No line end: the caller ends
+ * the record.
  */
 void rule_print(const char *key, const struct rule *r, bool stats);
 
@@ -78,8 +102,13 @@ void rule_print(const char *key, const struct rule *r, bool stats);
 bool rule_format_words(const struct rule *r, char *buf, size_t len);
 /* "-4 ", "-6 " or "": the option that restricts a batch line likewise. */
 const char *rule_family_option(const struct rule *r);
-/* "pid 4242 (nginx) fd 5" or "port 8080". */
-void rule_format_target(const struct rule *r, char *buf, size_t len);
+/*
+ * The targets in a batch line's words: "port 8080", "pid 4242 (nginx) fd 5",
+ * a group's with their weights, "port 8443 weight 9, port 9443 weight 1".
+ * With placeholders, a socket target is "pid PID fd FD", to be filled in.
+ */
+void rule_format_targets(const struct rule *r, bool placeholders, char *buf,
+			 size_t len);
 
 /* "tcp", "udp", or NULL. */
 const char *proto_name(uint8_t proto);

@@ -40,32 +40,45 @@ static void save_header(void)
 	printf("# put \"flush\" first to make the table exactly this file.\n");
 }
 
+/* What save writes a rule's targets in: a group's take 16 of them. */
+#define TARGETS_TEXT 2048
+
+static size_t count_type(const struct rule *r, enum target_type type)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->ntargets; i++)
+		n += r->targets[i].type == type;
+	return n;
+}
+
 static void save_rule(const struct rule *r)
 {
 	const char *fam = rule_family_option(r);
-	char words[96], target[96];
+	char words[96], targets[TARGETS_TEXT];
+	size_t sockets;
 
+	rule_format_targets(r, false, targets, sizeof(targets));
 	if (!rule_format_words(r, words, sizeof(words))) {
-		rule_format_target(r, target, sizeof(target));
 		printf("# %s -> %s: portctl cannot express this rule\n", words,
-		       target);
+		       targets);
 		return;
 	}
-	switch (r->target.type) {
-	case RULE_TARGET_PORT:
-		printf("%sreplace %s to port %u\n", fam, words, r->target.port);
+	if (!r->ntargets || count_type(r, RULE_TARGET_UNKNOWN)) {
+		printf("# %s%s: the kernel reported a target portctl does not know\n",
+		       fam, words);
 		return;
-	case RULE_TARGET_SOCKET:
-		rule_format_target(r, target, sizeof(target));
-		printf("# %s -> %s: a socket target; pids and fds do not survive a restart, so re-add it when the service runs:\n",
-		       words, target);
-		printf("# %sadd %s to pid PID fd FD\n", fam, words);
-		return;
-	case RULE_TARGET_UNKNOWN:
-		break;
 	}
-	printf("# %s%s: the kernel reported a target portctl does not know\n",
-	       fam, words);
+	sockets = count_type(r, RULE_TARGET_SOCKET);
+	if (!sockets) {
+		printf("%sreplace %s to %s\n", fam, words, targets);
+		return;
+	}
+	printf("# %s -> %s: %s; pids and fds do not survive a restart, so re-add it when the service runs:\n",
+	       words, targets, sockets > 1 ? "socket targets" :
+	       "a socket target");
+	rule_format_targets(r, true, targets, sizeof(targets));
+	printf("# %sadd %s to %s\n", fam, words, targets);
 }
 
 int cmd_save(int argc, char **argv, const struct options *opt)

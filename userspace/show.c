@@ -27,8 +27,18 @@ static void add_rule(const struct nlmsghdr *nlh, void *arg)
 		list->n++;
 }
 
+static void rule_list_clear(struct rule_list *list)
+{
+	size_t i;
+
+	for (i = 0; i < list->n; i++)
+		rule_free(&list->rules[i]);
+	list->n = 0;
+}
+
 void rule_list_free(struct rule_list *list)
 {
+	rule_list_clear(list);
 	free(list->rules);
 	list->rules = NULL;
 	list->n = list->cap = 0;
@@ -41,7 +51,7 @@ int dump_rules(struct nl *nl, struct rule_list *list, bool whole)
 	int tries;
 
 	for (tries = 0; tries < DUMP_TRIES; tries++) {
-		list->n = 0;
+		rule_list_clear(list);
 		if (nl_request(nl, nl_msg_start(nl, buf,
 						PORTDISPATCH_CMD_RULE_GET,
 						NLM_F_DUMP),
