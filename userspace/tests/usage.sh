@@ -307,6 +307,15 @@ completes "completion: no option after -b FILE" "" "portctl -b rules -"
 completes "completion: nothing after --batch -" "" "portctl --batch - "
 completes "completion: nothing after -bFILE" "" "portctl -brules "
 completes "completion: nothing after -4 -b FILE" "" "portctl -4 -b rules a"
+completes "completion: after a port target" "$(printf '%s\n' , dst weight | sort)" "portctl add tcp 443 to port 8443 "
+completes "completion: after a pid target" "$(printf '%s\n' , dst fd weight | sort)" "portctl add tcp 443 to pid 1 "
+completes "completion: after a pid fd target" "$(printf '%s\n' , weight | sort)" "portctl replace tcp 443 dst ::1/128 to pid 1 fd 3 "
+completes "completion: after a weight" "$(printf '%s\n' , dst | sort)" "portctl add tcp 443 to port 8443 weight 9 "
+completes "completion: only a comma after a weight once dst is given" "$(printf '%s\n' , | sort)" "portctl add tcp 443 dst ::1 to port 8443 weight 9 "
+completes "completion: nothing for the weight" "" "portctl add tcp 443 to port 8443 weight "
+completes "completion: a target after a comma" "$(printf '%s\n' pid port)" "portctl add tcp 443 to port 8443 weight 9 , "
+completes "completion: a target after an attached comma" "$(printf '%s\n' pid port)" "portctl add tcp 443 to port 8443 weight 9, "
+completes "completion: weight after the second target" "weight" "portctl add tcp 443 to port 8443, port 9443 w"
 
 # ---------------------------------------------------------------- targets
 
