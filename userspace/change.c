@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "nl.h"
 #include "print.h"
+#include "rule_show.h"
 #include "target.h"
 #include "util.h"
 

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "nl.h"
 #include "print.h"
+#include "rule_show.h"
 #include "util.h"
 
 #define MONITOR_RCVBUF (32 * 1024 * 1024)

@@ -85,31 +85,6 @@ bool rule_is_group(const struct rule *r);
 /* Appends a request's attributes; socket targets send their fd, our copy. */
 void rule_put_spec(struct nlmsghdr *nlh, const struct rule_spec *spec);
 
-/*
- * Prints one rule: in text "tcp 80 any -> pid 4242 (nginx) fd 5 ...", the
- * targets of a group one after the other, "port 8443 weight 9, port 9443
- * weight 1", with the counters when stats; in JSON an object under key
- * (NULL in arrays), always with every key. No line end: the caller ends
- * the record.
- */
-void rule_print(const char *key, const struct rule *r, bool stats);
-
-/*
- * The rule in a batch line's words, without family option or target:
- * "tcp 80-90 dst 192.0.2.0/24". Returns false when portctl cannot
- * express it (a protocol or family it does not know).
- */
-bool rule_format_words(const struct rule *r, char *buf, size_t len);
-/* "-4 ", "-6 " or "": the option that restricts a batch line likewise. */
-const char *rule_family_option(const struct rule *r);
-/*
- * The targets in a batch line's words: "port 8080", "pid 4242 (nginx) fd 5",
- * a group's with their weights, "port 8443 weight 9, port 9443 weight 1".
- * With placeholders, a socket target is "pid PID fd FD", to be filled in.
- */
-void rule_format_targets(const struct rule *r, bool placeholders, char *buf,
-			 size_t len);
-
 /* "tcp", "udp", or NULL. */
 const char *proto_name(uint8_t proto);
 

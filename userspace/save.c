@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "nl.h"
+#include "rule_show.h"
 #include "util.h"
 
 static void save_header(void)

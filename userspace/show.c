@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "nl.h"
 #include "print.h"
+#include "rule_show.h"
 #include "util.h"
 
 /* A dump that spans a change of the table is retried this often. */
