@@ -293,6 +293,75 @@ assert t["local_port"] == 8081 and t["state"] == "listening" and t["v6only"] is 
 assert isinstance(t["inode"], int), t' "$WORK/sockets.json" "$LPID" "$B"
 
 lap "$LINENO"
+# ---------------------------------------------------------------- groups
+
+run flush
+S=$LPID	# the sockets' process, which monitor uses
+listen tcp4:8443 tcp6:8444
+G=$LPID GA=${LFD[0]} LPID=$S
+expect_out "add a group" "" add tcp 443 to port 8443 weight 9, port 9443 weight 1
+expect_out "add a group of a socket and ports, commas every way" "" \
+	add tcp 444 to pid "$G" fd "$GA" weight 2 ,port 9443,port 10443 weight 3
+expect_out "add a rule of one target, with a weight" "" add tcp 445 to port 8443 weight 5
+expect_out "list: each target with its weight; none for a rule of one" "tcp 443 any -> port 8443 weight 9, port 9443 weight 1
+tcp 444 ipv4 -> pid $G (python3) fd $GA 127.0.0.1:8443 listening weight 2, port 9443 weight 1, port 10443 weight 3
+tcp 445 any -> port 8443" list
+expect_match "the kernel refuses a target twice" 1 '^Error: .*\.$' add tcp 446 to port 8443, port 8443
+check "... as one sentence" sentence
+expect_out "16 targets" "" add tcp 446 to $(for i in $(seq 16); do printf 'port %d, ' $((9000 + i)); done | sed 's/, $//')
+check "... all of them listed" [ "$("$PORTCTL" list | grep -o 'port 90[0-9]* weight 1' | wc -l)" = 16 ]
+run del tcp 446
+
+run -j replace tcp 443 to port 8443 weight 1, port 9443 weight 1
+if [ "$RC" = 0 ] && [ "$(grep -o '"port":[0-9]*,"weight":[0-9]*' <<<"$OUT" | tr '\n' ' ')" = '"port":8443,"weight":1 "port":9443,"weight":1 ' ]; then
+	ok "replace -j of a group echoes its targets and weights"
+else
+	not_ok "replace -j of a group echoes its targets and weights" "got exit $RC: $OUT"
+fi
+# Nothing listens on 9443: flows whose first choice it is go on to 8443.
+for i in $(seq 20); do
+	(exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null
+done
+re="^tcp 443 any -> port 8443 weight 1 steered 20 undeliverable 0, port 9443 weight 1 steered 0 undeliverable [1-9][0-9]*; total steered 20 undeliverable 0$"
+run -s list
+if [ "$RC" = 0 ] && [[ $(head -n 1 <<<"$OUT") =~ $re ]] &&
+   [ "$(sed -n 3p <<<"$OUT")" = "tcp 445 any -> port 8443 steered 0 undeliverable 0" ]; then
+	ok "-s list: each target's counters, then the rule's"
+else
+	not_ok "-s list: each target's counters, then the rule's" "$OUT"
+fi
+run -j list
+echo "$OUT" >"$WORK/groups.json"
+valid_json "groups fit the schema" "$WORK/groups.json"
+check "groups in JSON" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+g, one = r[0], r[2]
+assert g["target"] == {"type": "group"}, g
+assert [(t["port"], t["weight"]) for t in g["targets"]] == [(8443, 1), (9443, 1)], g
+assert g["targets"][0]["stats"] == {"steered": 20, "undeliverable": 0}, g
+assert g["targets"][1]["stats"]["steered"] == 0, g
+assert g["stats"]["steered"] == 20, g
+assert r[1]["targets"][0]["type"] == "socket" and r[1]["targets"][0]["weight"] == 2, r[1]
+assert one["target"] == {"type": "port", "port": 8443}, one
+assert one["targets"] == [{"type": "port", "port": 8443, "weight": None, "stats": None}], one' "$WORK/groups.json"
+
+expect_out "replace a group with one target" "" replace tcp 443 to port 9443
+expect_out "replace one target with a group" "" replace tcp 445 to port 8443 weight 3, port 9443
+check "... both listed as they now are" [ "$("$PORTCTL" list | grep -v '^tcp 444')" = "tcp 443 any -> port 9443
+tcp 445 any -> port 8443 weight 3, port 9443 weight 1" ]
+"$PORTCTL" save >"$WORK/saved"
+check "save: a group of ports is one replace line, with its weights" \
+	[ "$(grep -v '^#' "$WORK/saved")" = "replace tcp 443 to port 9443
+replace tcp 445 to port 8443 weight 3, port 9443 weight 1" ]
+check "save: a group with a socket is a comment, with the line to re-add it" \
+	grep -qx '# -4 add tcp 444 to pid PID fd FD weight 2, port 9443 weight 1, port 10443 weight 3' "$WORK/saved"
+"$PORTCTL" flush
+expect_out "... loaded onto an empty table" "" -b "$WORK/saved"
+expect_out "... makes the groups of ports again" "tcp 443 any -> port 9443
+tcp 445 any -> port 8443 weight 3, port 9443 weight 1" list
+
+lap "$LINENO"
 # ---------------------------------------------------------------- monitor
 
 run flush
@@ -316,6 +385,16 @@ done
 "$PORTCTL" -6 add tcp 83 to port 8084
 "$PORTCTL" replace tcp 83 to port 8085
 "$PORTCTL" del tcp 83
+# A group's socket target that closes leaves it: the rule is replaced.
+"$PORTCTL" -4 add tcp 84 to pid "$G" fd "$GA" weight 2, port 8086 weight 3
+kill "$G"
+wait "$G" 2>/dev/null
+for i in $(seq $((100 * SCALE))); do
+	grep -q '^replaced tcp 84' "$WORK/mon.txt" &&
+		grep -q '"event":"replaced","rule":{"id":[0-9]*,"proto":"tcp","port_min":84,' "$WORK/mon.json" && break
+	sleep 0.1
+done
+"$PORTCTL" del tcp 84
 "$PORTCTL" add tcp 82 to pid "$LPID" fd "$A"
 kill "$LPID"
 wait "$LPID" 2>/dev/null
@@ -360,6 +439,9 @@ added tcp 83 ipv6 -> port 8084
 deleted tcp 83 ipv6 -> port 8084 (replaced)
 replaced tcp 83 any -> port 8085
 deleted tcp 83 any -> port 8085 (requested)
+added tcp 84 ipv4 -> pid $G (python3) fd $GA 127.0.0.1:8443 listening weight 2, port 8086 weight 3
+replaced tcp 84 ipv4 -> port 8086 weight 3
+deleted tcp 84 ipv4 -> port 8086 weight 3 (requested)
 added tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 listening
 deleted tcp 82 ipv4 -> pid $LPID (python3) fd $A 127.0.0.1:8080 closed (socket closed)
 added tcp 83 any -> port 1
@@ -379,10 +461,13 @@ got = [(e["event"], e.get("reason")) for e in ev]
 want = [("flushed", None), ("added", None), ("replaced", None),
         ("deleted", "requested"), ("added", None), ("added", None),
         ("deleted", "replaced"), ("replaced", None), ("deleted", "requested"),
+        ("added", None), ("replaced", None), ("deleted", "requested"),
         ("added", None), ("deleted", "socket_closed"),
         ("added", None), ("deleted", "requested")]
 assert got == want, got
-assert ev[0]["count"] == 1, ev[0]' "$WORK/mon.json"
+assert ev[0]["count"] == 1, ev[0]
+g = [t["weight"] for t in ev[9]["rule"]["targets"]], ev[10]["rule"]["targets"]
+assert g[0] == [2, 3] and [(t["port"], t["weight"]) for t in g[1]] == [(8086, 3)], g' "$WORK/mon.json"
 check "monitor said nothing on stderr" [ ! -s "$WORK/mon.err" ]
 
 lap "$LINENO"
