@@ -52,7 +52,8 @@ test_add_dump_list()
 	out=$(ynl --dump rule-get)
 	check_match "$out" '"port-min": 80' "ynl dump"
 	check_match "$out" '"port-max": 89' "ynl dump"
-	check_match "$out" '"target": \{"port": 8080\}' "ynl dump"
+	# RULE_TARGET is multi-attr: ynl gives a list, of one here.
+	check_match "$out" '"target": \[\{"port": 8080\}\]' "ynl dump"
 	expect_status 0 "$PORTCTL" list
 	check_match "$out" '^tcp 80-89 .*port 8080' "portctl list of the rule ynl added"
 }
@@ -98,6 +99,20 @@ test_batch_with_multi()
 	check_match "$out" '^tcp 443 ipv6 .*port 8443' "rule from the batch"
 }
 
+# A list for the multi-attr RULE_TARGET: one nest per target, each with
+# its weight; dumped back with each target's counters.
+test_group()
+{
+	require_ynl
+	defer "$PORTCTL" flush
+	ynl --do rule-add --json '{"proto": 6, "port-min": 443, "target": [{"port": 8443, "weight": 9}, {"port": 9443, "weight": 1}]}'
+
+	out=$(ynl --dump rule-get)
+	check_match "$out" '"target": \[\{"port": 8443, "weight": 9, "stats": \{"steered": 0, "undeliverable": 0\}\}, \{"port": 9443, "weight": 1, "stats": \{' "ynl dump of a group"
+	expect_status 0 "$PORTCTL" list
+	check_eq "$out" "tcp 443 any -> port 8443 weight 9, port 9443 weight 1" "portctl list of the group ynl added"
+}
+
 # ynl 6.12 cannot take a notification on the socket it is doing a request
 # on (ynl.py's _ops() loses track of the request), so the listener is a
 # separate ynl process, and the changes are made until it has heard them.
@@ -135,10 +150,11 @@ test_stats()
 	check_match "$out" '"max-rules": [0-9]+' "stats-get"
 }
 
-ktap_plan 6
+ktap_plan 7
 run_test "the spec validates; a rule added by ynl is dumped by ynl and listed by portctl" test_add_dump_list
 run_test "a rule added by ynl steers a connection" test_rule_steers
 run_test "ynl gets the kernel's refusal as extack" test_refusal_carries_extack
+run_test "a group added by ynl, a list of targets with weights, is dumped and listed" test_group
 run_test "a batch sent with ynl --multi applies" test_batch_with_multi
 run_test "ynl receives the events group's notifications" test_events
 run_test "ynl reads the namespace counters" test_stats
