@@ -119,27 +119,63 @@ static bool pd_ranks_before(const struct pd_member *a, u32 sa,
 	return (u64)sa * b->weight < (u64)sb * a->weight;
 }
 
+/* The member that ranks first for @slot. */
+static unsigned int pd_group_winner(const struct pd_group *g, unsigned int slot)
+{
+	unsigned int i, best = 0;
+	u32 score, best_score;
+
+	best_score = pd_score(g, slot, &g->member[0]);
+	for (i = 1; i < g->size; i++) {
+		score = pd_score(g, slot, &g->member[i]);
+		if (pd_ranks_before(&g->member[i], score, &g->member[best],
+				    best_score)) {
+			best = i;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
 /* The slot table, for members whose targets are set. May sleep. */
 void pd_group_build(struct pd_group *g, u32 seed)
 {
-	unsigned int slot, i, best;
-	u32 score, best_score;
+	unsigned int slot, i;
 
 	g->seed = seed;
 	for (i = 0; i < g->size; i++)
 		pd_member_identify(&g->member[i]);
 	for (slot = 0; slot < PD_GROUP_SLOTS; slot++) {
-		best = 0;
-		best_score = pd_score(g, slot, &g->member[0]);
-		for (i = 1; i < g->size; i++) {
-			score = pd_score(g, slot, &g->member[i]);
-			if (pd_ranks_before(&g->member[i], score,
-					    &g->member[best], best_score)) {
-				best = i;
-				best_score = score;
-			}
-		}
-		g->slot[slot] = best;
+		g->slot[slot] = pd_group_winner(g, slot);
+		if (!(slot % 256))
+			cond_resched();
+	}
+}
+
+/*
+ * @g: the members of @old in @keep (a bit per index), in their order.
+ * A slot whose winner stays keeps it (the others rank as they did): only
+ * the leavers' slots are chosen again, so the reaper's work is what moves.
+ */
+void pd_group_shrink(struct pd_group *g, const struct pd_group *old,
+		     unsigned long keep)
+{
+	u8 moved_to[PD_GROUP_MAX];
+	unsigned int slot, i, n = 0;
+
+	g->seed = old->seed;
+	for (i = 0; i < old->size; i++) {
+		moved_to[i] = U8_MAX;
+		if (!test_bit(i, &keep))
+			continue;
+		pd_target_copy(&g->member[n].target, &old->member[i].target);
+		g->member[n].weight = old->member[i].weight;
+		g->member[n].ident = old->member[i].ident;
+		moved_to[i] = n++;
+	}
+	for (slot = 0; slot < PD_GROUP_SLOTS; slot++) {
+		i = moved_to[old->slot[slot]];
+		g->slot[slot] = i != U8_MAX ? i : pd_group_winner(g, slot);
 		if (!(slot % 256))
 			cond_resched();
 	}

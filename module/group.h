@@ -55,6 +55,8 @@ void pd_group_free(struct pd_group *g);
 u32 pd_group_seed(u32 ns_seed, const struct pd_key *key);
 void pd_member_identify(struct pd_member *m);
 void pd_group_build(struct pd_group *g, u32 seed);
+void pd_group_shrink(struct pd_group *g, const struct pd_group *old,
+		     unsigned long keep);
 unsigned int pd_group_order(const struct pd_group *g, unsigned int slot,
 			    u8 order[PD_GROUP_MAX]);
 bool pd_group_has_socket(const struct pd_group *g);

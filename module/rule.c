@@ -156,12 +156,7 @@ struct pd_rule *pd_rule_without_closed(const struct pd_rule *rule)
 	}
 	rest->target.kind = PD_TARGET_GROUP;
 	rest->target.group = g;
-	n = 0;
-	for_each_set_bit(i, &live, PD_GROUP_MAX) {
-		pd_target_copy(&g->member[n].target, &old->member[i].target);
-		g->member[n++].weight = old->member[i].weight;
-	}
-	pd_group_build(g, old->seed);
+	pd_group_shrink(g, old, live);
 	return rest;
 }
 
