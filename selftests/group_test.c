@@ -22,7 +22,8 @@
  *   by fd, two by port) before and after each RULE_REPLACE: the same
  *   members in another order move nothing; removing one moves exactly its
  *   tuples, over the three others; a weight raised moves tuples only to
- *   its member, lowered again only from it, back to where they were.
+ *   its member, lowered again only from it, back to where they were; a
+ *   member's socket closing (the reaper's replace) moves only its tuples.
  * - closed_member_skipped: of 3 listeners one closes; 300 connections at
  *   once all reach the two others; the reaper's RULE_REPLACE_NTF shows
  *   the rule (same RULE_ID) with the two; closing them ends it with
@@ -618,7 +619,8 @@ static struct pdn_member rep_member(const struct remap *x, int k,
 
 /*
  * RULE_REPLACE (RULE_ADD the first time) of udp 53 to members @ks with
- * @ws, then every tuple's member, and the moves since the last step.
+ * @ws (none: the rule as it is), then every tuple's member, and the moves
+ * since the last step.
  */
 static void __remap_step(struct __test_metadata *_metadata, struct pdn *nl,
 			 struct remap *x, const int *ks, const uint32_t *ws,
@@ -629,11 +631,14 @@ static void __remap_step(struct __test_metadata *_metadata, struct pdn *nl,
 	unsigned int i;
 	int *tmp;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; ks && i < n; i++)
 		pm[i] = rep_member(x, ks[i], ws[i]);
-	ASSERT_DONE(pdn_rule_members(nl, x->round ? PORTDISPATCH_CMD_RULE_REPLACE :
-				     PORTDISPATCH_CMD_RULE_ADD, IPPROTO_UDP,
-				     UDP_PORT, pm, n, &st), &st, what);
+	if (ks)
+		ASSERT_DONE(pdn_rule_members(nl, x->round ?
+					     PORTDISPATCH_CMD_RULE_REPLACE :
+					     PORTDISPATCH_CMD_RULE_ADD,
+					     IPPROTO_UDP, UDP_PORT, pm, n, &st),
+			    &st, what);
 	tmp = x->was;
 	x->was = x->now;
 	x->now = tmp;
@@ -797,6 +802,36 @@ TEST_F(group, replace_moves_only_what_must)
 	EXPECT_EQ(x.got[3], r.m[2].steered) TH_LOG("D's steered");
 	EXPECT_EQ((uint64_t)x.round * n, r.steered)
 		TH_LOG("the rule's steered, against the datagrams sent");
+
+	/*
+	 * A's socket closes: the reaper's rule of B and D moves A's tuples
+	 * only, and over both (its table is A's slots chosen again).
+	 */
+	share_c = 0;
+	for (k = 0; k < (int)n; k++)
+		share_c += x.now[k] == 0;
+	fds[0] = x.m[0];
+	x.m[0] = socket(AF_INET, SOCK_DGRAM, 0);	/* receives nothing */
+	ASSERT_LE(0, x.m[0]);
+	close(fds[0]);
+	t0 = pd_now_ms();
+	do {
+		get_rule(IPPROTO_UDP, UDP_PORT, &r);
+	} while (r.ntargets != 2 && pd_now_ms() - t0 < REAP_MS &&
+		 !usleep(20000));
+	ASSERT_EQ(2U, r.ntargets) TH_LOG("A closed, but the rule still has %u targets",
+					 r.ntargets);
+	remap_step(&x, NULL, NULL, 0, "A closed");
+	note("A's closing moved %lu of %u tuples (%s)\n", moved_from(&x, -1),
+	     n, moves_str(&x, moves, sizeof(moves)));
+	EXPECT_EQ(share_c, moved_from(&x, 0))
+		TH_LOG("A had %lu tuples, %lu moved: %s", share_c,
+		       moved_from(&x, 0), moves_str(&x, moves, sizeof(moves)));
+	EXPECT_EQ(0UL, moved_from(&x, -1) - moved_from(&x, 0))
+		TH_LOG("tuples of B and D moved when A closed: %s",
+		       moves_str(&x, moves, sizeof(moves)));
+	EXPECT_LT(0UL, x.move[0][1]) TH_LOG("none of A's tuples went to B");
+	EXPECT_LT(0UL, x.move[0][3]) TH_LOG("none of A's tuples went to D");
 }
 
 /* ---- members that cannot take a flow ---------------------------------- */
