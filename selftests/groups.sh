@@ -35,39 +35,12 @@ udp_bound()
 	[ -n "$(ip netns exec "$S" ss -Huln "sport = :$1")" ]
 }
 
-# nginx_start PORT PAGE: an nginx as nobody in S serving PAGE on PORT;
-# its pid in NGINX_PID. Killed when the test (or the script) ends.
+# nginx_start PORT PAGE: an nginx in S serving PAGE on PORT, listening.
 nginx_start()
 {
-	local d
-
-	d=$(mktemp -d)
-	defer rm -rf "$d"
-	mkdir "$d/www"
-	echo "$2" > "$d/www/index.html"
-	cat > "$d/nginx.conf" <<-EOF
-		daemon off;
-		worker_processes 1;
-		pid $d/nginx.pid;
-		error_log $d/error.log;
-		events { worker_connections 64; }
-		http {
-			access_log off;
-			client_body_temp_path $d/body;
-			proxy_temp_path $d/proxy;
-			fastcgi_temp_path $d/fastcgi;
-			uwsgi_temp_path $d/uwsgi;
-			scgi_temp_path $d/scgi;
-			server { listen $1; root $d/www; }
-		}
-	EOF
-	chown -R nobody:nogroup "$d"
-	ip netns exec "$S" setpriv --reuid=nobody --regid=nogroup --clear-groups \
-		nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" > "$d/out" 2>&1 &
-	NGINX_PID=$!
-	defer kill "$NGINX_PID"
+	nginx_serve "$S" "$2" "$1"
 	busywait "$START_MS" tcp_listening "$1" ||
-		fail "nginx did not listen on $1: $(cat "$d/out" "$d/error.log" 2>&1)"
+		fail "nginx did not listen on $1: $(cat "$NGINX_DIR/out" "$NGINX_DIR/error.log" 2>&1)"
 }
 
 # dnsmasq_start PORT ADDRESS: a dnsmasq in S answering portdispatch.test

@@ -123,6 +123,46 @@ spawn_server()
 	printf -v "${var}_out" %s "$out"
 }
 
+# nginx_serve NS PAGE LISTEN...: Debian's nginx, as nobody in namespace
+# NS, serving PAGE at / with one "listen LISTEN;" each (8080, [::]:8080);
+# NGINX_PID is its pid and NGINX_DIR its files (error.log, out). Killed
+# when the test ends; the caller waits for its sockets.
+nginx_serve()
+{
+	local ns=$1 page=$2 d listen
+
+	shift 2
+	d=$(mktemp -d)
+	defer rm -rf "$d"
+	mkdir "$d/www"
+	echo "$page" > "$d/www/index.html"
+	for listen in "$@"; do
+		echo "listen $listen;"
+	done > "$d/listen.conf"
+	cat > "$d/nginx.conf" <<-EOF
+		daemon off;
+		worker_processes 1;
+		pid $d/nginx.pid;
+		error_log $d/error.log;
+		events { worker_connections 64; }
+		http {
+			access_log off;
+			client_body_temp_path $d/body;
+			proxy_temp_path $d/proxy;
+			fastcgi_temp_path $d/fastcgi;
+			uwsgi_temp_path $d/uwsgi;
+			scgi_temp_path $d/scgi;
+			server { include $d/listen.conf; root $d/www; }
+		}
+	EOF
+	chown -R nobody:nogroup "$d"
+	ip netns exec "$ns" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" > "$d/out" 2>&1 &
+	NGINX_PID=$!
+	NGINX_DIR=$d
+	defer kill "$NGINX_PID"
+}
+
 # ns_server VAR NS PDSOCK-SERVE-ARGS...: pdsock serve in namespace NS.
 ns_server()
 {

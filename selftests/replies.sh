@@ -228,34 +228,11 @@ test_own_replies_untouched()
 # TCP one, with a flow remembered, puts the reply hooks in nginx's way.
 test_tcp_untouched()
 {
-	local d page="portdispatch replies.sh" url got
+	local page="portdispatch replies.sh" url got
 
-	d=$(mktemp -d)
-	defer rm -rf "$d"
-	mkdir "$d/www"
-	echo "$page" > "$d/www/index.html"
-	cat > "$d/nginx.conf" <<-EOF
-		daemon off;
-		worker_processes 1;
-		pid $d/nginx.pid;
-		error_log $d/error.log;
-		events { worker_connections 16; }
-		http {
-			access_log off;
-			client_body_temp_path $d/body;
-			proxy_temp_path $d/proxy;
-			fastcgi_temp_path $d/fastcgi;
-			uwsgi_temp_path $d/uwsgi;
-			scgi_temp_path $d/scgi;
-			server { listen 8080; listen [::]:8080; root $d/www; }
-		}
-	EOF
-	chown -R nobody:nogroup "$d"
-	ip netns exec "$S" setpriv --reuid=nobody --regid=nogroup --clear-groups \
-		nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" > "$d/out" 2>&1 &
-	defer kill $!
+	nginx_serve "$S" "$page" 8080 '[::]:8080'
 	busywait "$START_MS" tcp_listeners 8080 2 ||
-		fail "nginx did not listen on 8080: $(cat "$d/out" "$d/error.log" 2>&1)"
+		fail "nginx did not listen on 8080: $(cat "$NGINX_DIR/out" "$NGINX_DIR/error.log" 2>&1)"
 
 	pcn "$S" add udp 53 to port 5353
 	pcn "$S" add tcp 80 to port 8080
