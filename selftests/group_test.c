@@ -704,6 +704,37 @@ static const char *moves_str(const struct remap *x, char *buf, size_t len)
 	return n ? buf : "nothing";
 }
 
+/* The tuples that member @k has now. */
+static unsigned long tuples_on(const struct remap *x, int k)
+{
+	unsigned long n = 0;
+	unsigned int i;
+
+	for (i = 0; i < x->n; i++)
+		n += x->now[i] == k;
+	return n;
+}
+
+/* Member @k left, with @share tuples: exactly those moved, and no other. */
+static void __only_leaver_moved(struct __test_metadata *_metadata,
+				const struct remap *x, int k,
+				unsigned long share)
+{
+	char moves[256];
+
+	note("%c leaving moved %lu of %u tuples (%s)\n", rep_name[k],
+	     moved_from(x, -1), x->n, moves_str(x, moves, sizeof(moves)));
+	EXPECT_EQ(share, moved_from(x, k))
+		TH_LOG("%c had %lu tuples, %lu moved: %s", rep_name[k], share,
+		       moved_from(x, k), moves_str(x, moves, sizeof(moves)));
+	EXPECT_EQ(0UL, moved_from(x, -1) - moved_from(x, k))
+		TH_LOG("tuples of the members that stayed moved: %s",
+		       moves_str(x, moves, sizeof(moves)));
+}
+
+#define only_leaver_moved(x, k, share)					\
+	__only_leaver_moved(_metadata, x, k, share)
+
 TEST_F(group, replace_moves_only_what_must)
 {
 	static int map_a[MAP_TUPLES], map_b[MAP_TUPLES], before[MAP_TUPLES];
@@ -739,19 +770,10 @@ TEST_F(group, replace_moves_only_what_must)
 		       moves_str(&x, moves, sizeof(moves)));
 
 	/* C leaves: its tuples spread over the others, and no other moves. */
-	share_c = 0;
-	for (k = 0; k < (int)n; k++)
-		share_c += x.now[k] == 2;
+	share_c = tuples_on(&x, 2);
 	remap_step(&x, ((const int[]){ 0, 1, 3 }),
 		   ((const uint32_t[]){ 1, 1, 1 }), 3, "replace by A B D");
-	note("removing C of 4 moved %lu of %u tuples (%s)\n",
-	     moved_from(&x, -1), n, moves_str(&x, moves, sizeof(moves)));
-	EXPECT_EQ(share_c, moved_from(&x, 2))
-		TH_LOG("C had %lu tuples, %lu moved: %s", share_c,
-		       moved_from(&x, 2), moves_str(&x, moves, sizeof(moves)));
-	EXPECT_EQ(0UL, moved_from(&x, -1) - moved_from(&x, 2))
-		TH_LOG("tuples of the members that stayed moved: %s",
-		       moves_str(&x, moves, sizeof(moves)));
+	only_leaver_moved(&x, 2, share_c);
 	/* A quarter, give or take about 5 standard deviations. */
 	EXPECT_TRUE(share_c > n * 18 / 100 &&
 		    share_c < n * 32 / 100)
@@ -807,9 +829,7 @@ TEST_F(group, replace_moves_only_what_must)
 	 * A's socket closes: the reaper's rule of B and D moves A's tuples
 	 * only, and over both (its table is A's slots chosen again).
 	 */
-	share_c = 0;
-	for (k = 0; k < (int)n; k++)
-		share_c += x.now[k] == 0;
+	share_c = tuples_on(&x, 0);
 	fds[0] = x.m[0];
 	x.m[0] = socket(AF_INET, SOCK_DGRAM, 0);	/* receives nothing */
 	ASSERT_LE(0, x.m[0]);
@@ -822,14 +842,7 @@ TEST_F(group, replace_moves_only_what_must)
 	ASSERT_EQ(2U, r.ntargets) TH_LOG("A closed, but the rule still has %u targets",
 					 r.ntargets);
 	remap_step(&x, NULL, NULL, 0, "A closed");
-	note("A's closing moved %lu of %u tuples (%s)\n", moved_from(&x, -1),
-	     n, moves_str(&x, moves, sizeof(moves)));
-	EXPECT_EQ(share_c, moved_from(&x, 0))
-		TH_LOG("A had %lu tuples, %lu moved: %s", share_c,
-		       moved_from(&x, 0), moves_str(&x, moves, sizeof(moves)));
-	EXPECT_EQ(0UL, moved_from(&x, -1) - moved_from(&x, 0))
-		TH_LOG("tuples of B and D moved when A closed: %s",
-		       moves_str(&x, moves, sizeof(moves)));
+	only_leaver_moved(&x, 0, share_c);
 	EXPECT_LT(0UL, x.move[0][1]) TH_LOG("none of A's tuples went to B");
 	EXPECT_LT(0UL, x.move[0][3]) TH_LOG("none of A's tuples went to D");
 }
