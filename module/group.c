@@ -68,44 +68,79 @@ u32 pd_group_seed(u32 ns_seed, const struct pd_key *key)
 
 /*
  * A socket is known by its inode, a port by its number: the same targets
- * given in another order, or by other fds, hash as they did.
+ * given in another order, or by other fds, hash as they did. Mixed with
+ * the seed once here, so that a score costs one mix of slot and member.
  */
-void pd_member_identify(struct pd_member *m)
+static void pd_member_identify(struct pd_member *m, u32 seed)
 {
+	u32 id;
+
 	if (m->target.kind == PD_TARGET_PORT)
-		m->ident = m->target.port;
+		id = m->target.port;
 	else
-		m->ident = hash_64(m->target.ino, 32) | BIT(31);
+		id = hash_64(m->target.ino, 32) | BIT(31);
+	m->ident = jhash_1word(id, seed);
+}
+
+/* log2(1 + i / 256) in 1/65536: the mantissa's share of a log2. */
+static u32 pd_log2_mantissa[257] __ro_after_init;
+
+/*
+ * The table, bit by bit: squaring a mantissa in [1, 2) doubles its log,
+ * and a square of 2 or more is a 1 bit (no floating point in the kernel).
+ */
+void __init pd_groups_init(void)
+{
+	unsigned int i;
+	int bit;
+
+	for (i = 0; i < 256; i++) {
+		u64 m = (u64)(256 + i) << 23;	/* (1 + i / 256) * 2^31 */
+		u32 frac = 0;
+
+		for (bit = 15; bit >= 0; bit--) {
+			m = (m * m) >> 31;
+			if (m >= BIT_ULL(32)) {
+				frac |= BIT(bit);
+				m >>= 1;
+			}
+		}
+		pd_log2_mantissa[i] = frac;
+	}
+	pd_log2_mantissa[256] = 1 << 16;
 }
 
 /*
  * -log2(u) in 16.16 fixed point, for u = (h + 1) / 2^32 in (0, 1]: an
- * exponential variable when h is uniform. The fraction of log2 comes a bit
- * at a time by squaring the mantissa (no floating point in the kernel).
+ * exponential variable when h is uniform. The mantissa's log is read
+ * from the table between its two nearest entries (within 2^-15).
  */
 static u32 pd_neglog2(u32 h)
 {
 	u64 x = (u64)h + 1;
 	unsigned int msb = fls64(x) - 1;
-	u64 m = msb > 31 ? x >> (msb - 31) : x << (31 - msb);
-	u32 frac = 0;
-	int bit;
+	u32 m = msb > 31 ? x >> (msb - 31) : x << (31 - msb);
+	u32 i = (m >> 23) & 0xff, frac = (m >> 7) & 0xffff;
+	u32 lo = pd_log2_mantissa[i], hi = pd_log2_mantissa[i + 1];
 
-	/* m / 2^31 is in [1, 2); squaring it doubles its log. */
-	for (bit = 15; bit >= 0; bit--) {
-		m = (m * m) >> 31;
-		if (m >= BIT_ULL(32)) {
-			frac |= BIT(bit);
-			m >>= 1;
-		}
-	}
-	return (32U << 16) - ((msb << 16) | frac);
+	return (32U << 16) - ((msb << 16) + lo + (((hi - lo) * frac) >> 16));
 }
 
-static u32 pd_score(const struct pd_group *g, unsigned int slot,
-		    const struct pd_member *m)
+/*
+ * Slot and member through murmur3's finalizer, whose every input bit
+ * moves every output bit: a third of a jhash of the two, for a build's
+ * 65,536 scores.
+ */
+static u32 pd_score(unsigned int slot, const struct pd_member *m)
 {
-	return pd_neglog2(jhash_3words(slot, m->ident, 0, g->seed));
+	u32 h = (slot * GOLDEN_RATIO_32) ^ m->ident;
+
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return pd_neglog2(h);
 }
 
 /*
@@ -125,9 +160,9 @@ static unsigned int pd_group_winner(const struct pd_group *g, unsigned int slot)
 	unsigned int i, best = 0;
 	u32 score, best_score;
 
-	best_score = pd_score(g, slot, &g->member[0]);
+	best_score = pd_score(slot, &g->member[0]);
 	for (i = 1; i < g->size; i++) {
-		score = pd_score(g, slot, &g->member[i]);
+		score = pd_score(slot, &g->member[i]);
 		if (pd_ranks_before(&g->member[i], score, &g->member[best],
 				    best_score)) {
 			best = i;
@@ -144,7 +179,7 @@ void pd_group_build(struct pd_group *g, u32 seed)
 
 	g->seed = seed;
 	for (i = 0; i < g->size; i++)
-		pd_member_identify(&g->member[i]);
+		pd_member_identify(&g->member[i], seed);
 	for (slot = 0; slot < PD_GROUP_SLOTS; slot++) {
 		g->slot[slot] = pd_group_winner(g, slot);
 		if (!(slot % 256))
@@ -193,7 +228,7 @@ unsigned int pd_group_order(const struct pd_group *g, unsigned int slot,
 	unsigned int i, j;
 
 	for (i = 0; i < g->size; i++) {
-		u32 s = pd_score(g, slot, &g->member[i]);
+		u32 s = pd_score(slot, &g->member[i]);
 
 		for (j = i; j && pd_ranks_before(&g->member[i], s,
 						 &g->member[order[j - 1]],

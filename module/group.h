@@ -38,7 +38,10 @@ struct pd_key;
 struct pd_member {
 	struct pd_target target;
 	struct pd_counters *counters;	/* this member's share of the rule's */
-	/* Who it is to the hash: not its place in the list, nor its fd. */
+	/*
+	 * Who it is to the hash, seeded: not its place in the list, nor
+	 * its fd.
+	 */
 	u32		ident;
 	u8		weight;
 };
@@ -53,7 +56,7 @@ struct pd_group {
 struct pd_group *pd_group_alloc(unsigned int size, gfp_t gfp);
 void pd_group_free(struct pd_group *g);
 u32 pd_group_seed(u32 ns_seed, const struct pd_key *key);
-void pd_member_identify(struct pd_member *m);
+void pd_groups_init(void);
 void pd_group_build(struct pd_group *g, u32 seed);
 void pd_group_shrink(struct pd_group *g, const struct pd_group *old,
 		     unsigned long keep);

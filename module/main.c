@@ -20,6 +20,7 @@
 #include "attach.h"
 #include "compat.h"
 #include "counters.h"
+#include "group.h"
 #include "netlink.h"
 #include "pernet.h"
 #include "portset.h"
@@ -134,6 +135,7 @@ static int __init pd_init(void)
 	int err;
 
 	pd_portset_init();
+	pd_groups_init();
 	err = pd_counters_init();
 	if (err)
 		return err;
