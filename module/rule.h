@@ -51,10 +51,10 @@ struct pd_key {
 
 struct pd_rule {
 	/*
-	 * What packets read (counters, target.kind, .port, .sk), written only
-	 * before the rule is published. Rules come from a cache aligned to
-	 * cache lines, so the control plane's writes below, to rules that
-	 * packets are reading, never touch these lines.
+	 * What packets read (counters, target.kind, .port, .sk or .group),
+	 * written only before the rule is published. Rules come from a
+	 * cache aligned to cache lines, so the control plane's writes
+	 * below, to rules that packets are reading, never touch these lines.
 	 */
 	struct pd_counters *counters;	/* a replace hands them on */
 	struct pd_target target;	/* of several: PD_TARGET_GROUP */
