@@ -16,7 +16,8 @@
  * netlink header is cut), compared with what comes back; every request
  * carries NLM_F_ACK and every sequence number must come back within a
  * bound. Dumps, and one every FUZZ_CHECK_EVERY messages, must equal the
- * model rule for rule (ids, keys, targets), and STATS_GET its size.
+ * model rule for rule (ids, keys, each target in order, a group member's
+ * weight and counters), and STATS_GET its size; so must echoes.
  *
  * The mix: RULE_ADD, RULE_REPLACE, RULE_DEL, FLUSH, STATS_GET, dumps and
  * batches, with port targets and sockets the fuzzer owns (TCP and UDP,
@@ -63,6 +64,7 @@
 #define DUMP_SOCK		NL_SOCKS	/* reads dumps in small parts */
 #define NSLOTS			6	/* target sockets */
 #define MAX_FDS			1024
+#define GROUP_MAX		16	/* targets of a rule */
 #define PORT_BASE		1000	/* where valid rules go, to meet */
 #define PORT_SPAN		48
 #define BULK_BASE		20000	/* rules added by the hundred */
@@ -84,6 +86,24 @@ static const char *scaled_down;
 #define FAM_V6	2
 #define FAM_ALL	3
 
+/* One target: a port, or a target socket of the fuzzer's. */
+struct mtarget {
+	bool sock;
+	uint8_t weight;		/* of a group's member */
+	int8_t slot;		/* target socket */
+	uint8_t family;		/* ... its family, */
+	bool v6only;		/* ... and whether it refuses IPv4 */
+	uint32_t tport;
+	uint32_t pid, pid_fd;
+	uint64_t ino;
+};
+
+/* A group's members, in the order given; groups never change. */
+struct mgroup {
+	uint8_t n;
+	struct mtarget m[GROUP_MAX];
+};
+
 struct mrule {
 	uint32_t id;
 	uint64_t ins;		/* insertion order in the kernel's store */
@@ -92,11 +112,13 @@ struct mrule {
 	uint8_t fams;
 	uint8_t plen;
 	uint8_t addr[16];	/* zero past the prefix's family */
-	bool sock;
-	uint32_t tport;
-	int slot;		/* target socket */
-	uint64_t ino;
-	uint32_t pid, pid_fd;
+	/*
+	 * A rule of one target has it in t. A group (a rule made with
+	 * several, even once the reaper left it one) is fz.grp[group - 1]:
+	 * tables are copied whole for every dump and batch, members are not.
+	 */
+	uint32_t group;
+	struct mtarget t;
 };
 
 struct mtab {
@@ -141,8 +163,8 @@ struct exp {
 	enum xkind kind;
 	int err;		/* X_ACK: positive errno, 0: acked */
 	unsigned int replies;	/* family messages before the ack */
-	bool echo;		/* the reply is the rule with id echo_id */
-	uint32_t echo_id;
+	bool echo;		/* the reply is the rule echo_rule */
+	struct mrule echo_rule;
 	bool stats;		/* the reply is STATS_GET's */
 	uint32_t stats_rules;
 	struct mtab snap;	/* X_DUMP: the table when it started */
@@ -187,6 +209,8 @@ struct fz {
 	uint32_t max_rules;
 	struct nls s[NL_SOCKS + 1];
 	struct model m;
+	struct mgroup *grp;	/* every group the model's rules had */
+	unsigned int ngrp, grp_cap;
 	struct slot slot[NSLOTS];
 	struct fdinfo fdi[MAX_FDS];
 	int closed_fd;
@@ -194,6 +218,7 @@ struct fz {
 	unsigned long n_valid, n_mut, n_rand, n_silent, n_dumps, n_intr;
 	unsigned long n_accepted, n_batches, n_commits, n_fights, n_churn;
 	unsigned long n_multi, n_idump, max_table;
+	unsigned long n_grp_sent, n_grp_made, n_left, n_emptied;
 	long start_ms;
 };
 
@@ -531,7 +556,7 @@ static const enum pol pol_del[R(MAX) + 1] = {
 
 static const enum pol pol_target[T(MAX) + 1] = {
 	[T(FD)] = P_U32, [T(PID)] = P_U32, [T(PID_FD)] = P_U32,
-	[T(PORT)] = P_U32,
+	[T(PORT)] = P_U32, [T(WEIGHT)] = P_U32,
 };
 
 /* A command without attributes: every attribute is an unknown one. */
@@ -719,15 +744,29 @@ static bool pid_exists(uint32_t pid)
 	return !kill((pid_t)pid, 0) || errno == EPERM;
 }
 
-/* pd_target_init(): 0 or the positive errno; narrows @k's families. */
-static int sim_target(struct fz *f, const uint8_t *nest, struct mrule *k)
+/*
+ * pd_nl_parse_target(), one RULE_TARGET nest: its weight (1 without one),
+ * then pd_target_init(). 0 or the positive errno; narrows @k's families.
+ */
+static int sim_target(struct fz *f, const uint8_t *nest, struct mrule *k,
+		      struct mtarget *t)
 {
 	const uint8_t *tt[T(MAX) + 1];
 	const struct fdinfo *fi;
 	struct fdinfo tmp;
 	uint8_t fams;
 
+	memset(t, 0, sizeof(*t));
+	t->slot = -1;
+	t->weight = 1;
 	nla_sim(nest + NLA_HDRLEN, alen_of(nest), T(MAX), pol_target, tt);
+	if (tt[T(WEIGHT)]) {
+		uint32_t w = get32(tt[T(WEIGHT)]);
+
+		if (!w || w > 255)
+			return EINVAL;
+		t->weight = w;
+	}
 	if (tt[T(FD)] && tt[T(PORT)])
 		return EINVAL;
 	if (!tt[T(FD)] && !tt[T(PORT)])
@@ -735,8 +774,8 @@ static int sim_target(struct fz *f, const uint8_t *nest, struct mrule *k)
 	if (!tt[T(FD)]) {
 		if (tt[T(PID)] || tt[T(PID_FD)])
 			return EINVAL;
-		k->tport = get32(tt[T(PORT)]);
-		if (!k->tport || k->tport > 65535)
+		t->tport = get32(tt[T(PORT)]);
+		if (!t->tport || t->tport > 65535)
 			return EINVAL;
 		return 0;
 	}
@@ -758,12 +797,120 @@ static int sim_target(struct fz *f, const uint8_t *nest, struct mrule *k)
 		return EADDRNOTAVAIL;
 	if (tt[T(PID)] && !pid_exists(get32(tt[T(PID)])))
 		return ESRCH;
-	k->sock = true;
-	k->slot = fi->slot;
-	k->ino = f->slot[fi->slot].ino;
-	k->pid = tt[T(PID)] ? get32(tt[T(PID)]) : (uint32_t)f->pid;
-	k->pid_fd = get32(tt[T(PID_FD)] ?: tt[T(FD)]);
+	/* Every socket a rule may take is a target slot's. */
+	if (fi->slot < 0)
+		fz_fail(f, NULL, "fd %u is a socket of no target slot",
+			get32(tt[T(FD)]));
+	t->sock = true;
+	t->slot = fi->slot;
+	t->family = f->slot[fi->slot].family;
+	t->v6only = f->slot[fi->slot].v6only;
+	t->ino = f->slot[fi->slot].ino;
+	t->pid = tt[T(PID)] ? get32(tt[T(PID)]) : (uint32_t)f->pid;
+	t->pid_fd = get32(tt[T(PID_FD)] ?: tt[T(FD)]);
 	k->fams = fams;
+	return 0;
+}
+
+/* pd_target_same(): the same socket (whatever the fd), or the same port. */
+static bool mtarget_same(const struct mtarget *a, const struct mtarget *b)
+{
+	if (a->sock != b->sock)
+		return false;
+	return a->sock ? a->slot == b->slot : a->tport == b->tport;
+}
+
+static const struct mgroup *rule_group(const struct fz *f,
+				       const struct mrule *r)
+{
+	return r->group ? &f->grp[r->group - 1] : NULL;
+}
+
+/* A rule's targets, in order: a group's members, or its one. */
+static const struct mtarget *rule_targets(const struct fz *f,
+					  const struct mrule *r,
+					  unsigned int *n)
+{
+	const struct mgroup *g = rule_group(f, r);
+
+	*n = g ? g->n : 1;
+	return g ? g->m : &r->t;
+}
+
+/* @g kept for good, as a rule's group: its number for mrule.group. */
+static uint32_t group_keep(struct fz *f, const struct mgroup *g)
+{
+	if (f->ngrp == f->grp_cap) {
+		f->grp_cap = f->grp_cap ? 2 * f->grp_cap : 256;
+		f->grp = realloc(f->grp, f->grp_cap * sizeof(*f->grp));
+		if (!f->grp)
+			abort();
+	}
+	f->grp[f->ngrp++] = *g;
+	return f->ngrp;
+}
+
+/* The RULE_TARGET nests of a request: there may be several. */
+static unsigned int count_targets(const uint8_t *b, int len)
+{
+	unsigned int n = 0;
+	int rem = len;
+
+	while (rem >= NLA_HDRLEN) {
+		struct nlattr nla;
+
+		memcpy(&nla, b, sizeof(nla));
+		if (nla.nla_len < NLA_HDRLEN || nla.nla_len > rem)
+			break;
+		n += (nla.nla_type & NLA_TYPE_MASK) == R(TARGET);
+		b += NLA_ALIGN(nla.nla_len);
+		rem -= NLA_ALIGN(nla.nla_len);
+	}
+	return n;
+}
+
+/*
+ * pd_nl_rule_new(): the rule a request of @len bytes of attributes (@b)
+ * asks for into @k, or the positive errno. The key first; then the
+ * number of targets, before any is read; a lone target's weight is
+ * checked and forgotten; a group's members are read in order, each
+ * checked (weight, then target) and then compared with those before it.
+ * Each socket narrows the families: one that no longer meets them fails
+ * as its socket check does. @g: the group's members, for group_keep().
+ */
+static int sim_rule_new(struct fz *f, const uint8_t *b, int len,
+			const uint8_t **tb, struct mrule *k, struct mgroup *g)
+{
+	unsigned int i, n = count_targets(b, len);
+	int err, rem = len;
+
+	err = sim_key(tb, k);
+	if (err)
+		return err;
+	if (!tb[R(TARGET)] || n > GROUP_MAX)
+		return EINVAL;
+	if (n == 1)
+		return sim_target(f, tb[R(TARGET)], k, &k->t);
+
+	g->n = 0;
+	while (rem >= NLA_HDRLEN) {
+		struct nlattr nla;
+
+		memcpy(&nla, b, sizeof(nla));
+		if ((nla.nla_type & NLA_TYPE_MASK) == R(TARGET)) {
+			struct mtarget *t = &g->m[g->n];
+
+			err = sim_target(f, b, k, t);
+			if (err)
+				return err;
+			for (i = 0; i < g->n; i++)
+				if (mtarget_same(&g->m[i], t))
+					return EINVAL;
+			g->n++;
+		}
+		b += NLA_ALIGN(nla.nla_len);
+		rem -= NLA_ALIGN(nla.nla_len);
+	}
 	return 0;
 }
 
@@ -789,20 +936,23 @@ static int put_change(struct fz *f, int si, int err)
 	return err;
 }
 
-/* RULE_ADD, RULE_REPLACE: pd_nl_rule_set() and pd_txn_add(). */
-static int sim_set(struct fz *f, int si, const uint8_t **tb, bool replace,
-		   bool echo, struct exp *x)
+/*
+ * RULE_ADD, RULE_REPLACE: pd_nl_rule_set() and pd_txn_add(); @b and @len
+ * are the request's attributes.
+ */
+static int sim_set(struct fz *f, int si, const uint8_t *b, int len,
+		   const uint8_t **tb, bool replace, bool echo, struct exp *x)
 {
 	struct mrule k, *first = NULL;
 	unsigned int i, replaced = 0;
+	struct mgroup g;
 	struct mtab *t;
 	int err;
 
-	err = sim_key(tb, &k);
-	if (!err && !tb[R(TARGET)])
-		err = EINVAL;
-	if (!err)
-		err = sim_target(f, tb[R(TARGET)], &k);
+	g.n = 0;
+	if (count_targets(b, len) > 1)
+		f->n_grp_sent++;
+	err = sim_rule_new(f, b, len, tb, &k, &g);
 	if (err)
 		return refuse(f, si, err);
 	if (f->m.owner >= 0 && f->m.owner != si)
@@ -827,6 +977,10 @@ static int sim_set(struct fz *f, int si, const uint8_t **tb, bool replace,
 
 	k.id = first ? first->id : ++f->m.next_id;
 	k.ins = ++f->m.next_ins;
+	if (g.n) {
+		k.group = group_keep(f, &g);
+		f->n_grp_made++;
+	}
 	for (i = 0; i < t->n;) {
 		struct mrule *o = &t->r[i];
 
@@ -840,7 +994,7 @@ static int sim_set(struct fz *f, int si, const uint8_t **tb, bool replace,
 	if (echo) {
 		x->replies = 1;
 		x->echo = true;
-		x->echo_id = k.id;
+		x->echo_rule = k;
 	}
 	return put_change(f, si, 0);
 }
@@ -1030,7 +1184,9 @@ static void predict(struct fz *f, int si, const uint8_t *b, size_t len,
 		if (err)
 			err = refuse(f, si, err);
 		else
-			err = sim_set(f, si, tb, g.cmd == CMD(RULE_REPLACE),
+			err = sim_set(f, si, b + NLMSG_HDRLEN + GENL_HDRLEN,
+				      h.nlmsg_len - NLMSG_HDRLEN - GENL_HDRLEN,
+				      tb, g.cmd == CMD(RULE_REPLACE),
 				      h.nlmsg_flags & NLM_F_ECHO, x);
 		break;
 	case CMD(RULE_DEL):
@@ -1731,25 +1887,75 @@ static const char *fam_str(uint8_t fams)
 	return fams == FAM_V4 ? "ipv4" : fams == FAM_V6 ? "ipv6" : "any";
 }
 
-static void mrule_str(const struct mrule *r, char *buf, size_t len)
+static void mrule_str(const struct fz *f, const struct mrule *r, char *buf,
+		      size_t len)
 {
+	const struct mtarget *t;
+	unsigned int i, n;
 	char a[64] = "";
+	int k;
 
 	if (r->plen)
 		inet_ntop(r->fams == FAM_V4 ? AF_INET : AF_INET6, r->addr, a,
 			  sizeof(a));
-	snprintf(buf, len, "id %u %s %u-%u %s%s%s%.0u -> %s %u", r->id,
-		 r->proto == IPPROTO_TCP ? "tcp" : "udp", r->pmin, r->pmax,
-		 fam_str(r->fams), r->plen ? " dst " : "", a,
-		 r->plen, r->sock ? "fd" : "port", r->sock ? r->pid_fd : r->tport);
+	k = snprintf(buf, len, "id %u %s %u-%u %s%s%s%.0u ->", r->id,
+		     r->proto == IPPROTO_TCP ? "tcp" : "udp", r->pmin, r->pmax,
+		     fam_str(r->fams), r->plen ? " dst " : "", a, r->plen);
+	t = rule_targets(f, r, &n);
+	for (i = 0; i < n && k > 0 && (size_t)k < len; i++)
+		k += snprintf(buf + k, len - k, "%s %s %u", i ? "," : "",
+			      t[i].sock ? "fd" : "port",
+			      t[i].sock ? t[i].pid_fd : t[i].tport);
+	if (r->group && k > 0 && (size_t)k < len)
+		snprintf(buf + k, len - k, " (a group)");
+}
+
+#define TBIT(a)	(1u << T(a))
+#define SBIT(a)	(1u << PORTDISPATCH_A_RULE_STATS_##a)
+
+/*
+ * Does the dumped target @d say what the model's @t is? A group's member
+ * has its weight and its counters (no replies: the rule counts those); a
+ * rule's one target has neither.
+ */
+static const char *target_differs(const struct pdn_target *d,
+				  const struct mtarget *t, bool member,
+				  uint8_t proto)
+{
+	if (member) {
+		if (!(d->seen & TBIT(WEIGHT)) || d->weight != t->weight)
+			return "member's weight";
+		if (!(d->seen & TBIT(STATS)) || !(d->sseen & SBIT(STEERED)) ||
+		    !(d->sseen & SBIT(UNDELIVERABLE)) ||
+		    (d->sseen & SBIT(REPLIES)))
+			return "member's counters";
+	} else if (d->seen & (TBIT(WEIGHT) | TBIT(STATS))) {
+		return "weight or counters of a rule's one target";
+	}
+	if (!t->sock)
+		return (d->seen & TBIT(PORT)) && d->port == t->tport &&
+		       !(d->seen & TBIT(PID)) ? NULL : "port target";
+	if ((d->seen & TBIT(PORT)) || d->pid != t->pid ||
+	    d->pid_fd != t->pid_fd || d->inode != t->ino)
+		return "socket target (pid, fd or inode)";
+	if (d->state != (proto == IPPROTO_TCP ?
+			 PORTDISPATCH_SOCK_STATE_LISTENING :
+			 PORTDISPATCH_SOCK_STATE_BOUND) ||
+	    !(d->seen & TBIT(FAMILY)) || d->family != t->family ||
+	    d->v6only != t->v6only)
+		return "socket target (state, family or v6only)";
+	return NULL;
 }
 
 /* Does the dumped rule @d say what the model's @r is? */
 static const char *rule_differs(struct fz *f, const struct pdn_rule *d,
-				const struct mrule *r)
+				const struct mrule *r, unsigned int *at)
 {
 	bool v4 = r->fams == FAM_V4;
+	const struct mtarget *t;
+	unsigned int i, n;
 
+	*at = 0;
 	if (d->malformed)
 		return "malformed";
 	if (d->cmd != CMD(RULE_GET))
@@ -1769,18 +1975,18 @@ static const char *rule_differs(struct fz *f, const struct pdn_rule *d,
 		return "destination";
 	if (!PDN_HAS(d, R(TARGET)) || !PDN_SHAS(d, PORTDISPATCH_A_RULE_STATS_STEERED))
 		return "target or counters missing";
-	if (!r->sock)
-		return PDN_THAS(d, T(PORT)) && d->t.port == r->tport &&
-		       !PDN_THAS(d, T(PID)) ? NULL : "port target";
-	if (PDN_THAS(d, T(PORT)) || d->t.pid != r->pid ||
-	    d->t.pid_fd != r->pid_fd || d->t.inode != r->ino)
-		return "socket target (pid, fd or inode)";
-	if (d->t.state != (r->proto == IPPROTO_TCP ?
-			   PORTDISPATCH_SOCK_STATE_LISTENING :
-			   PORTDISPATCH_SOCK_STATE_BOUND) ||
-	    d->t.family != f->slot[r->slot].family ||
-	    d->t.v6only != f->slot[r->slot].v6only)
-		return "socket target (state, family or v6only)";
+	t = rule_targets(f, r, &n);
+	if (d->ntargets != n)
+		return "number of targets";
+	for (i = 0; i < n; i++) {
+		const char *why = target_differs(&d->m[i], &t[i], r->group,
+						 r->proto);
+
+		if (why) {
+			*at = i + 1;
+			return why;
+		}
+	}
 	return NULL;
 }
 
@@ -1812,22 +2018,28 @@ static void dump_done(struct fz *f, struct nls *s)
 		if (f->m.generation == d->x.gen0)
 			fz_fail(f, &d->x, "dump flagged NLM_F_DUMP_INTR, but nothing was committed since it began");
 	} else {
-		char want[160];
+		char want[512], where[32] = "";
 
 		for (i = 0; i < d->count && i < t->n; i++) {
-			const char *why = rule_differs(f, &d->rules[i], &t->r[i]);
+			unsigned int at;
+			const char *why = rule_differs(f, &d->rules[i], &t->r[i],
+						       &at);
 
 			if (why) {
-				mrule_str(&t->r[i], want, sizeof(want));
-				fz_fail(f, &d->x, "dump: rule %u differs from the model's in its %s: the kernel has id %u %u-%u, the model %s",
-					i, why, d->rules[i].id,
-					d->rules[i].port_min,
-					d->rules[i].port_max, want);
+				mrule_str(f, &t->r[i], want, sizeof(want));
+				if (at)
+					snprintf(where, sizeof(where),
+						 " (target %u)", at);
+				fz_fail(f, &d->x, "dump: rule %u differs from the model's in its %s%s: the kernel has id %u %u-%u with %u targets, the model %s",
+					i, why, where,
+					d->rules[i].id, d->rules[i].port_min,
+					d->rules[i].port_max,
+					d->rules[i].ntargets, want);
 			}
 		}
 		if (d->count != t->n) {
 			if (i < t->n)
-				mrule_str(&t->r[i], want, sizeof(want));
+				mrule_str(f, &t->r[i], want, sizeof(want));
 			fz_fail(f, &d->x, "dump: %u rules, the model has %u (first missing: %s; first extra: id %u)",
 				d->count, t->n, i < t->n ? want : "none",
 				i < d->count ? d->rules[i].id : 0);
@@ -1965,11 +2177,17 @@ static void handle(struct fz *f, int si, const struct nlmsghdr *nlh)
 	x->replies--;
 	if (x->echo) {
 		struct pdn_rule r;
+		unsigned int at;
+		const char *why;
+		char want[512];
 
 		pdn_parse_rule(nlh, 0, &r);
-		if (r.malformed || r.cmd != CMD(RULE_GET) || r.id != x->echo_id)
-			fz_fail(f, x, "the echo is rule id %u (command %u), the model's is id %u",
-				r.id, r.cmd, x->echo_id);
+		why = rule_differs(f, &r, &x->echo_rule, &at);
+		if (why) {
+			mrule_str(f, &x->echo_rule, want, sizeof(want));
+			fz_fail(f, x, "the echo differs from the model's rule in its %s (target %u): the kernel's is id %u with %u targets, the model's %s",
+				why, at, r.id, r.ntargets, want);
+		}
 	}
 	if (x->stats) {
 		bool found;
@@ -2304,29 +2522,82 @@ static void op_close_nl(struct fz *f)
 	nl_open(f, si);
 }
 
-/* A target socket closes: its rules leave (a dump reaps them at once). */
-static void op_churn(struct fz *f)
+/* Is socket @i among @r's targets? */
+static bool rule_uses(const struct fz *f, const struct mrule *r, int i)
 {
-	int i = below(f, NSLOTS);
-	unsigned int j, gone = 0;
+	const struct mtarget *t;
+	unsigned int j, n;
 
-	if (f->m.owner >= 0)
-		return;
-	fd_forget(f, f->slot[i].fd);
-	close(f->slot[i].fd);
-	for (j = 0; j < f->m.live.n;) {
-		if (f->m.live.r[j].sock && f->m.live.r[j].slot == i) {
-			mtab_del(&f->m.live, j);
-			gone++;
+	t = rule_targets(f, r, &n);
+	for (j = 0; j < n; j++)
+		if (t[j].sock && t[j].slot == i)
+			return true;
+	return false;
+}
+
+/*
+ * pd_reap_locked() once socket @i closed, in one commit: a rule of one
+ * target on it leaves; of a group, the member leaves, and the members
+ * left replace the group under its RULE_ID, with its key (the families
+ * all its members made) and their weights; the last member leaving
+ * removes the group. The reaper takes its rules in the order they were
+ * committed, and a replacement goes into the store after its siblings.
+ */
+static void sim_reap(struct fz *f, int i)
+{
+	struct mtab *t = &f->m.live;
+	uint64_t last = 0;
+	bool changed = false;
+
+	for (;;) {
+		const struct mgroup *g;
+		struct mrule *r = NULL;
+		struct mgroup rest;
+		unsigned int j;
+
+		for (j = 0; j < t->n; j++)
+			if (t->r[j].ins > last && rule_uses(f, &t->r[j], i) &&
+			    (!r || t->r[j].ins < r->ins))
+				r = &t->r[j];
+		if (!r)
+			break;
+		last = r->ins;
+		changed = true;
+		g = rule_group(f, r);
+		rest.n = 0;
+		for (j = 0; g && j < g->n; j++)
+			if (!g->m[j].sock || g->m[j].slot != i)
+				rest.m[rest.n++] = g->m[j];
+		if (rest.n) {
+			r->group = group_keep(f, &rest);
+			r->ins = ++f->m.next_ins;
+			f->n_left++;
 		} else {
-			j++;
+			f->n_emptied += !!g;
+			mtab_del(t, r - t->r);
 		}
 	}
-	if (gone)
+	if (changed)
 		f->m.generation++;
+}
+
+/* Target socket @i closes, and opens again; a dump reaps at once. */
+static void churn(struct fz *f, int i)
+{
+	fd_forget(f, f->slot[i].fd);
+	close(f->slot[i].fd);
+	sim_reap(f, i);
 	f->n_churn++;
 	op_dump(f, below(f, NL_SOCKS));
 	slot_open(f, i);
+}
+
+/* A target socket closes: its rules leave, or it leaves their groups. */
+static void op_churn(struct fz *f)
+{
+	if (f->m.owner >= 0)
+		return;
+	churn(f, below(f, NSLOTS));
 }
 
 /* Rules by the hundred in one batch, so that dumps take several parts. */
@@ -2416,6 +2687,7 @@ static void fz_counts_reset(struct fz *f)
 	f->n_intr = f->n_accepted = f->n_batches = f->n_commits = 0;
 	f->n_fights = f->n_churn = 0;
 	f->n_multi = f->n_idump = f->max_table = 0;
+	f->n_grp_sent = f->n_grp_made = f->n_left = f->n_emptied = 0;
 }
 
 static bool kernel_splits_ops(void)
@@ -2457,6 +2729,9 @@ static void fz_setup(struct fz *f, const char *ctx, uint64_t stream, bool priv)
 	f->max_rules = read_max_rules();
 	memset(&f->m, 0, sizeof(f->m));
 	f->m.owner = -1;
+	free(f->grp);
+	f->grp = NULL;
+	f->ngrp = f->grp_cap = 0;
 	f->next_check = f->sent + FUZZ_CHECK_EVERY;
 
 	pid = fork();
@@ -2497,6 +2772,8 @@ static void fz_report(struct fz *f, unsigned long messages)
 	       f->n_accepted, f->n_dumps, f->n_idump, f->n_multi, f->n_intr,
 	       f->max_table, f->n_batches, f->n_commits, f->n_fights,
 	       f->n_churn);
+	printf("# %s: %lu requests of several targets, %lu groups made; %lu groups lost a member that closed, %lu their last\n",
+	       f->ctx, f->n_grp_sent, f->n_grp_made, f->n_left, f->n_emptied);
 	fflush(stdout);
 }
 
@@ -2508,6 +2785,9 @@ static void fz_close(struct fz *f)
 		nl_close(f, i);
 	mtab_free(&f->m.live);
 	mtab_free(&f->m.staged);
+	free(f->grp);
+	f->grp = NULL;
+	f->ngrp = f->grp_cap = 0;
 }
 
 static unsigned long budget(unsigned int permille)
