@@ -2755,12 +2755,85 @@ static void churn(struct fz *f, int i)
 	slot_open(f, i);
 }
 
-/* A target socket closes: its rules leave, or it leaves their groups. */
+/*
+ * A group with socket @i among its members, made now (RULE_REPLACE, no
+ * batch being open): ports, and half the time another socket of ours
+ * whose families meet @i's, returned (else -1) to close in turn.
+ */
+static int churn_group(struct fz *f, int i)
+{
+	int base = i < 3 ? 0 : 3, j = -1, member[4], n = 0, k;
+	unsigned int ports;
+	struct tmsg m;
+
+	tm_init(f, 0, &m, CMD(RULE_REPLACE));
+	tm_u8(&m, R(PROTO), base ? IPPROTO_UDP : IPPROTO_TCP);
+	tm_u32(&m, R(PORT_MIN), PORT_BASE + below(f, PORT_SPAN));
+	/* The dual-stack socket (1) meets both IPv4 (0) and IPv6-only (2). */
+	if (pct(f, 50))
+		j = base + (i - base != 1 ? 1 : pct(f, 50) ? 0 : 2);
+	ports = j < 0 ? 1 + below(f, 3) : pct(f, 60) ? 0 : 1 + below(f, 2);
+	member[n++] = i;
+	if (j >= 0)
+		member[n++] = j;
+	for (; ports; ports--, n++)
+		member[n] = -1 - n;
+	/* In any order. */
+	for (k = n - 1; k > 0; k--) {
+		int o = below(f, k + 1), tmp = member[k];
+
+		member[k] = member[o];
+		member[o] = tmp;
+	}
+	for (k = 0; k < n; k++) {
+		struct ta *t = tm_nest(&m, R(TARGET));
+
+		if (member[k] >= 0)
+			kid_socket(f, t, member[k], 10);
+		else
+			ta_kid_u32(t, T(PORT), 10000 - member[k]);
+		kid_weight(f, t, false);
+	}
+	f->n_valid++;
+	send_one(f, 0, &m);
+	return j;
+}
+
+/* A socket of a live group, or -1. */
+static int group_socket(struct fz *f)
+{
+	const struct mtab *t = &f->m.live;
+	unsigned int i, j, start = below(f, t->n);
+
+	for (i = 0; i < t->n; i++) {
+		const struct mgroup *g = rule_group(f, &t->r[(start + i) % t->n]);
+
+		for (j = 0; g && j < g->n; j++)
+			if (g->m[(start + j) % g->n].sock)
+				return g->m[(start + j) % g->n].slot;
+	}
+	return -1;
+}
+
+/*
+ * A target socket closes: its rules leave, or it leaves their groups.
+ * Mostly a member of a group: one made for it, then often another member
+ * too, which may be the group's last; or one of a group of the mix.
+ */
 static void op_churn(struct fz *f)
 {
+	int i = below(f, NSLOTS), j = -1, k;
+	unsigned int r = below(f, 100);
+
 	if (f->m.owner >= 0)
 		return;
-	churn(f, below(f, NSLOTS));
+	if (r < 50)
+		j = churn_group(f, i);
+	else if (r < 80 && (k = group_socket(f)) >= 0)
+		i = k;
+	churn(f, i);
+	if (j >= 0 && pct(f, 70))
+		churn(f, j);
 }
 
 /* Rules by the hundred in one batch, so that dumps take several parts. */
