@@ -5,7 +5,6 @@
 
 #include <linux/bitops.h>
 #include <linux/hash.h>
-#include <linux/math64.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
 #include <linux/sched.h>
@@ -52,7 +51,7 @@ void pd_group_free(struct pd_group *g)
 /*
  * What a replace keeps, a rule's protocol, ports and prefix, decides the
  * seed with the namespace's secret: a replace then moves only the flows
- * its change of members must move, and two rules never share a split.
+ * its change of members must move, and two rules split independently.
  */
 u32 pd_group_seed(u32 ns_seed, const struct pd_key *key)
 {
