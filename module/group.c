@@ -240,23 +240,3 @@ unsigned int pd_group_order(const struct pd_group *g, unsigned int slot,
 	}
 	return g->size;
 }
-
-bool pd_group_has_socket(const struct pd_group *g)
-{
-	unsigned int i;
-
-	for (i = 0; i < g->size; i++)
-		if (g->member[i].target.kind == PD_TARGET_SOCKET)
-			return true;
-	return false;
-}
-
-bool pd_group_closed(const struct pd_group *g)
-{
-	unsigned int i;
-
-	for (i = 0; i < g->size; i++)
-		if (pd_target_closed(&g->member[i].target))
-			return true;
-	return false;
-}

@@ -62,8 +62,6 @@ void pd_group_shrink(struct pd_group *g, const struct pd_group *old,
 		     unsigned long keep);
 unsigned int pd_group_order(const struct pd_group *g, unsigned int slot,
 			    u8 order[PD_GROUP_MAX]);
-bool pd_group_has_socket(const struct pd_group *g);
-bool pd_group_closed(const struct pd_group *g);
 
 /*
  * The flow's slot. IPv6 addresses are folded first (ipv6_addr_hash): the
