@@ -181,18 +181,22 @@ static inline bool pd_new_flow(const struct pd_packet *pkt)
 	return pkt->proto == PD_UDP || pkt->tcp_syn_only;
 }
 
-/*
- * A member that was a flow's first choice and could not take it: counted,
- * and if its socket closed, the reaper takes it out of the group.
- */
+/* A target that could not take a flow: if its socket closed, the reaper acts. */
+static void pd_target_failed(const struct pd_datapath *dp,
+			     const struct pd_target *target)
+{
+	if (pd_target_closed(target))
+		pd_reaper_kick(dp->pn);
+}
+
+/* A member that was a flow's first choice and could not take it. */
 static void pd_member_passed_over(const struct pd_datapath *dp,
 				  const struct pd_packet *pkt,
 				  const struct pd_member *m)
 {
 	if (pd_new_flow(pkt))
 		pd_count(m->counters, PD_COUNT_UNDELIVERABLE);
-	if (pd_target_closed(&m->target))
-		pd_reaper_kick(dp->pn);
+	pd_target_failed(dp, &m->target);
 }
 
 /* The rest of the slot's order, when its own member could not take the flow. */
@@ -215,8 +219,7 @@ static noinline struct sock *pd_group_pick_next(const struct pd_datapath *dp,
 		sk = pd_target_pick(net, skb, pkt, &(*mp)->target);
 		if (sk)
 			return sk;
-		if (pd_target_closed(&(*mp)->target))
-			pd_reaper_kick(dp->pn);
+		pd_target_failed(dp, &(*mp)->target);
 	}
 	*mp = NULL;
 	return NULL;
@@ -238,8 +241,8 @@ static inline struct sock *pd_rule_pick(const struct pd_datapath *dp,
 
 	if (likely(rule->target.kind != PD_TARGET_GROUP)) {
 		sk = pd_target_pick(net, skb, pkt, &rule->target);
-		if (!sk && pd_target_closed(&rule->target))
-			pd_reaper_kick(dp->pn);
+		if (!sk)
+			pd_target_failed(dp, &rule->target);
 		return sk;
 	}
 	slot = pd_group_slot(g, pkt);
