@@ -367,6 +367,8 @@ time.sleep(600)' >"$WORK/py" &
 	# but in several when guests keep both cores busy: wait for its whole
 	# line (CI once read "3" and nothing more), not for a guess at how
 	# long it takes.
+	# read leaves its variables unset when the file is still empty.
+	afd='' aport='' bfd='' bport='' ufd='' uport='' cfd='' cport=''
 	for _ in $(seq 600); do
 		read -r afd aport bfd bport ufd uport cfd cport _ <"$WORK/py"
 		[ -n "$cport" ] || ! kill -0 "$PY" 2>/dev/null && break
