@@ -29,6 +29,7 @@ int cmd_list(int argc, char **argv, const struct options *opt);
 int cmd_stats(int argc, char **argv, const struct options *opt);
 int cmd_monitor(int argc, char **argv, const struct options *opt);
 int cmd_save(int argc, char **argv, const struct options *opt);
+int cmd_exec(int argc, char **argv, const struct options *opt);
 int run_batch(const char *path);
 
 /* "add", "replace", "del": the word a command goes by. */

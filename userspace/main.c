@@ -75,6 +75,17 @@ static const struct command commands[] = {
 	  "table exactly FILE. Socket targets cannot be restored (pids and fds do\n"
 	  "not survive a restart): they are written as comments. Writes the\n"
 	  "whole table or nothing.\n" },
+	{ "exec", cmd_exec, TAKES_FAMILY,
+	  "run a server on ports it need not be root for: the sockets come from portctl",
+	  "portctl exec [-4|-6] [-u USER[:GROUP]] [--replace] CLAUSE... -- COMMAND [ARG]...\n"
+	  "       CLAUSE := {tcp|udp} PORT[-PORT] [dst PREFIX]\n"
+	  "Makes a socket for each clause on a port that needs no privilege, adds\n"
+	  "the rule that sends the clause's ports to it, becomes USER (-u: its\n"
+	  "groups too, and no capabilities), and runs COMMAND in its own process\n"
+	  "with the sockets at fd 3 and up, as systemd passes them (LISTEN_FDS,\n"
+	  "LISTEN_PID, LISTEN_FDNAMES). The rules leave when the server's sockets\n"
+	  "close. --replace takes the ports over from the rules there: their\n"
+	  "servers keep the connections they have; new ones come here.\n" },
 	{ "help", NULL, 0,
 	  "show this help; \"portctl COMMAND help\" shows one command's",
 	  "portctl help [COMMAND]\n" },
