@@ -57,7 +57,7 @@ found() {
 
 run help
 if [ "$RC" = 0 ] && [ -z "$ERR" ] && [[ $OUT == Usage:\ portctl* ]] &&
-   [[ $OUT == *add*replace*del*list*flush*stats*monitor*save*help* ]]; then
+   [[ $OUT == *add*replace*del*list*flush*stats*monitor*save*exec*help* ]]; then
 	ok "help lists the commands"
 else
 	not_ok "help lists the commands" "got exit $RC"
@@ -70,7 +70,7 @@ for args in "-h" "--help"; do
 		not_ok "$args prints the help" "got exit $RC"
 	fi
 done
-for cmd in add replace del list flush stats monitor save; do
+for cmd in add replace del list flush stats monitor save exec; do
 	run "$cmd" help
 	if [ "$RC" = 0 ] && [ -z "$ERR" ] && [[ $OUT == Usage:\ portctl*$cmd* ]]; then
 		ok "$cmd help"
@@ -272,6 +272,30 @@ expect "batch: no such file" 1 "Error: could not open $WORK/none: No such file o
 expect "-b with a command" 2 'Error: -b takes no command (found "list"): the commands are in the file.' -b "$WORK/batch" list
 expect "-b with -4" 2 'Error: -b takes no other option: put -4 or -6 on the lines of the file.' -4 -b "$WORK/batch"
 
+# ---------------------------------------------------------------- exec
+
+expect "exec without --" 2 'Error: exec needs "-- COMMAND" after its ports; try "portctl exec help".' exec tcp 80
+expect "exec without a command" 2 'Error: exec needs a command after "--".' exec tcp 80 --
+expect "exec without a clause" 2 'Error: exec needs a protocol (tcp or udp) and a port; try "portctl exec help".' exec -- true
+expect "exec: a clause starts with its protocol" 2 'Error: expected tcp or udp, not "80"; try "portctl exec help".' exec 80 -- true
+expect "exec: no target" 2 'Error: exec makes the target itself: leave out "to ...".' exec tcp 80 to port 8080 -- true
+expect "exec: unknown option" 2 'Error: unknown option "-x" for exec; try "portctl exec help".' exec -x tcp 80 -- true
+expect "exec: options before the ports" 2 'Error: exec'"'"'s options go before its ports (found "-u" after "tcp").' exec tcp 80 -u nobody -- true
+expect "exec: -u before --" 2 'Error: -u needs a user (USER or USER:GROUP).' exec -u -- true
+expect "exec: -4 and -6" 2 'Error: give at most one of -4 and -6.' -4 exec -6 tcp 80 -- true
+expect "exec: a bad port" 2 'Error: "eighty" is not a port or port range (expected PORT or PORT-PORT).' exec tcp eighty -- true
+expect "exec: a bad second clause" 2 'Error: "udp" needs a port or port range (PORT or PORT-PORT).' exec tcp 80 udp -- true
+expect "exec: at most 16 sockets" 2 'Error: exec passes at most 16 sockets.' exec $(for p in $(seq 1 17); do printf 'tcp %s ' "$p"; done) -- true
+expect "exec: -u with an empty group" 2 'Error: -u needs USER or USER:GROUP, not "nobody:".' exec -u nobody: tcp 80 -- true
+expect "exec: no such user" 1 'Error: there is no user "no-such-user".' exec -u no-such-user tcp 80 -- true
+expect "exec: no such group" 1 'Error: there is no group "no-such-group".' exec -u nobody:no-such-group tcp 80 -- true
+expect "exec: a uid the database lacks needs a group" 1 'Error: uid 4000000 has no entry in the user database, so no group: name one, as in -u 4000000:GROUP.' exec -u 4000000 tcp 80 -- true
+expect "exec: no such command" 1 'Error: there is no command "no-such-command" in PATH.' exec tcp 80 -- no-such-command
+expect "exec: no such file" 1 'Error: cannot run "/no/such/file": No such file or directory.' exec tcp 80 -- /no/such/file
+expect "exec: not a program" 1 'Error: cannot run "/": Permission denied.' exec tcp 80 -- /
+syntax_ok "exec: a command found, then the kernel's turn" exec tcp 0 -- true
+syntax_ok "exec: several clauses, a user by number" exec -u 65534:65534 --replace tcp 0 udp 0 dst ::1/128 -- true
+
 # ---------------------------------------------------------------- completion
 
 COMPLETION=$(cd "$(dirname "$0")/.." && pwd)/portctl.bash-completion
@@ -299,7 +323,13 @@ completes() {
 }
 
 mkdir "$WORK/comp" && : >"$WORK/comp/rules"
-completes "completion: the commands" "$(printf '%s\n' add del flush help list monitor replace save stats)" "portctl "
+completes "completion: the commands" "$(printf '%s\n' add del exec flush help list monitor replace save stats)" "portctl "
+completes "completion: exec's options" "$(printf '%s\n' --replace -4 -6 -u help tcp udp | sort)" "portctl exec "
+completes "completion: exec -u offers users" "nobody" "portctl exec -u nob"
+completes "completion: nothing for exec's port" "" "portctl exec -u nobody tcp "
+completes "completion: after exec's port" "$(printf '%s\n' -- dst tcp udp | sort)" "portctl exec tcp 80 "
+completes "completion: exec's command" "$(compgen -c -- busybo | sort)" "portctl exec tcp 80 -- busybo"
+completes "completion: exec's command's arguments are files" "rules" "portctl exec tcp 80 -- busybox ru"
 completes "completion: commands after options" "$(printf '%s\n' replace)" "portctl -4 re"
 completes "completion: -b offers files and -" "$(printf '%s\n' - rules)" "portctl -b "
 completes "completion: nothing after -b FILE" "" "portctl -b rules "
