@@ -46,12 +46,16 @@ bench-icount:				## instructions per datagram and per connection, in a 6.1 then 
 debug-kernel:				## build (once) the KASAN/lockdep kernel the tests also use
 	@scripts/debug-kernel --ensure
 
-install: module portctl		## module to /lib/modules/RELEASE/updates (+depmod), portctl, man page, completion under PREFIX
+install: module portctl		## module to /lib/modules/RELEASE/updates (+depmod), portctl, man page, completion under PREFIX; then install-units
 	install -D -m 0644 build/$(RELEASE)/portdispatch.ko \
 		$(DESTDIR)/lib/modules/$(RELEASE)/updates/portdispatch.ko
 	$(if $(DESTDIR),,depmod -a $(RELEASE))
 	@$(MAKE) -s -C userspace install VERSION=$(VERSION) \
 		DESTDIR=$(DESTDIR) PREFIX=$(PREFIX)
+	@$(MAKE) -s install-units
+
+install-units:				## portdispatch.service and the example unit under PREFIX/lib/systemd/system, its server, /etc/portdispatch/rules if absent
+	@$(MAKE) -s -C systemd install DESTDIR=$(DESTDIR) PREFIX=$(PREFIX)
 
 dkms-install:				## hand the sources to DKMS, which builds the module for every installed kernel
 	rm -rf $(DKMS_SRC)
@@ -73,4 +77,4 @@ clean:					## remove build/ (the caches outside the tree stay)
 help:					## this list
 	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | expand -t 16
 
-.PHONY: all module modules portctl selftests demo check stress bench bench-icount debug-kernel install dkms-install dkms-uninstall clean help
+.PHONY: all module modules portctl selftests demo check stress bench bench-icount debug-kernel install install-units dkms-install dkms-uninstall clean help
