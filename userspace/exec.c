@@ -309,45 +309,84 @@ static int make_sockets(struct exec_request *r)
 	return 0;
 }
 
-static int request(struct nl *nl, uint8_t cmd, const struct rule_spec *spec)
+/* One request; -1 with st filled in, and *req the message, for a report. */
+static int request(struct nl *nl, void *buf, uint8_t cmd,
+		   const struct rule_spec *spec, struct nlmsghdr **req,
+		   struct nl_status *st)
 {
-	char buf[NL_MSG_MAX];
-	struct nlmsghdr *nlh = nl_msg_start(nl, buf, cmd, 0);
-	struct nl_status st;
-
+	*req = nl_msg_start(nl, buf, cmd, 0);
 	if (spec)
-		rule_put_spec(nlh, spec);
-	if (!nl_request(nl, nlh, NULL, NULL, &st))
-		return 0;
-	if (spec)
-		report_rule_error(&st, spec, nlh);
-	else
-		nl_report(&st, cmd == PORTDISPATCH_CMD_BATCH_BEGIN ?
-			  "open a batch" : "commit the batch", true);
-	return -1;
+		rule_put_spec(*req, spec);
+	return nl_request(nl, *req, NULL, NULL, st);
 }
 
-/* Every rule, or none: several go in one batch. */
-static int add_rules(struct exec_request *r)
+/*
+ * Every rule, or none: several go in one batch. Returns 0, or -1 with
+ * st, the failed request in buf and *failed its rule (NULL: BEGIN or
+ * COMMIT).
+ */
+static int try_add_rules(struct exec_request *r, void *buf,
+			 struct nlmsghdr **req, const struct rule_spec **failed,
+			 struct nl_status *st)
 {
 	bool batch = r->n > 1;
 	struct nl nl;
 	size_t i;
 	int ret = -1;
 
-	if (nl_open(&nl))
+	*failed = NULL;
+	if (nl_open(&nl)) {
+		st->code = 0;	/* said why */
 		return -1;
-	if (batch && request(&nl, PORTDISPATCH_CMD_BATCH_BEGIN, NULL))
+	}
+	if (batch && request(&nl, buf, PORTDISPATCH_CMD_BATCH_BEGIN, NULL, req, st))
 		goto out;
-	for (i = 0; i < r->n; i++)
-		if (request(&nl, r->specs[i].cmd, &r->specs[i]))
+	for (i = 0; i < r->n; i++) {
+		*failed = &r->specs[i];
+		if (request(&nl, buf, r->specs[i].cmd, *failed, req, st))
 			goto out;	/* closing the socket aborts the batch */
-	if (batch && request(&nl, PORTDISPATCH_CMD_BATCH_COMMIT, NULL))
+	}
+	*failed = NULL;
+	if (batch && request(&nl, buf, PORTDISPATCH_CMD_BATCH_COMMIT, NULL, req, st))
 		goto out;
 	ret = 0;
 out:
 	nl_close(&nl);
 	return ret;
+}
+
+/*
+ * Another socket's batch (a reload of the boot-time rules) refuses changes
+ * with EBUSY for the few milliseconds it is open: a server started at
+ * that moment waits for it, up to EXEC_BUSY_WAIT_MS, rather than fail.
+ */
+#define EXEC_BUSY_WAIT_MS	2000
+#define EXEC_BUSY_POLL_MS	20
+
+static int add_rules(struct exec_request *r)
+{
+	const struct rule_spec *failed;
+	char buf[NL_MSG_MAX];
+	struct nlmsghdr *req;
+	struct nl_status st;
+	int waited = 0;
+
+	while (try_add_rules(r, buf, &req, &failed, &st)) {
+		if (st.code == EBUSY && waited < EXEC_BUSY_WAIT_MS) {
+			usleep(EXEC_BUSY_POLL_MS * 1000);
+			waited += EXEC_BUSY_POLL_MS;
+			continue;
+		}
+		if (!st.code)
+			;	/* nl_open() said why */
+		else if (failed)
+			report_rule_error(&st, failed, req);
+		else
+			nl_report(&st, nl_cmd(req) == PORTDISPATCH_CMD_BATCH_BEGIN ?
+				  "open a batch" : "commit the batch", true);
+		return -1;
+	}
+	return 0;
 }
 
 /* What sd_listen_fds_with_names(3) reads, and what User= would set. */
