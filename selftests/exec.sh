@@ -283,10 +283,32 @@ test_refusals_leave_no_rule()
 	pcn "$NS" flush
 }
 
-ktap_plan 5
+# A reload of the boot-time rules holds a batch open for a moment; a server
+# started meanwhile waits for it instead of failing with EBUSY.
+test_waits_for_a_batch()
+{
+	local held pid
+
+	new_file
+	held=$REPLY
+	: > "$held"
+	printf '%s\n' begin 'sleep 1000' commit |
+		ip netns exec "$NS" "$PD_BIN/pdnl" > "$held" 2>&1 &
+	defer kill $!
+	wait_line "$held" '^ok$' "$START_MS" || fail "pdnl opened no batch: $(cat "$held")"
+	serve b tcp 80 -- sh -c 'echo started; exec sleep 600'
+	pid=$b_pid
+	busywait "$START_MS" grep -q started "$b_out" || fail "no server: $(cat "$b_out")"
+	check_eq "$(cat "$b_out")" started "portctl's and the server's output"
+	check_eq "$(rule_pid 80)" "$pid 3" "the rule"
+	check_eq "$(grep -c '^ok$' "$held")" 3 "the batch's BEGIN, sleep and COMMIT"
+}
+
+ktap_plan 6
 run_test "a server from LISTEN_FDS serves port 80 as nobody, without capabilities" test_serves_as_nobody
 run_test "a UDP server reads port 53 with IP_ORIGDSTADDR and answers from it" test_udp_original_destination
 run_test "--replace under load: no connection lost, the old server keeps its own" test_replace_under_load
 run_test "several clauses: fds 3 and up in order, names, the rule's address" test_several_sockets
 run_test "refusals and a failed exec leave no rule behind" test_refusals_leave_no_rule
+run_test "a server started during another socket's batch waits for it" test_waits_for_a_batch
 ktap_finish
