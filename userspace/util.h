@@ -33,6 +33,12 @@ void error_set_place(const char *file, unsigned int line);
  */
 void copy_printable(char *dst, size_t size, const char *src);
 
+/*
+ * Length of the valid UTF-8 sequence at s (1 for ASCII), or 0 if s does
+ * not start one: for what must stay UTF-8 (JSON, metrics' labels).
+ */
+size_t utf8_len(const unsigned char *s);
+
 /* Decimal digits only; -1 with errno EINVAL (not a number) or ERANGE. */
 int parse_u32(const char *s, uint32_t *out);
 
