@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/portdispatch.h>
 
 #include "rule.h"
 
@@ -29,6 +30,7 @@ int cmd_list(int argc, char **argv, const struct options *opt);
 int cmd_stats(int argc, char **argv, const struct options *opt);
 int cmd_monitor(int argc, char **argv, const struct options *opt);
 int cmd_save(int argc, char **argv, const struct options *opt);
+int cmd_metrics(int argc, char **argv, const struct options *opt);
 int cmd_exec(int argc, char **argv, const struct options *opt);
 int run_batch(const char *path);
 
@@ -59,5 +61,15 @@ struct rule_list {
  */
 int dump_rules(struct nl *nl, struct rule_list *list, bool whole);
 void rule_list_free(struct rule_list *list);
+
+/* The namespace's counters (STATS_GET), by NS_STATS attribute type. */
+struct ns_stats {
+	bool seen;
+	uint64_t value[PORTDISPATCH_A_NS_STATS_MAX + 1];
+	bool has[PORTDISPATCH_A_NS_STATS_MAX + 1];	/* the kernel sent it */
+};
+
+/* Reads them; -1 when the kernel refused or sent none, having said why. */
+int read_ns_stats(struct nl *nl, struct ns_stats *s);
 
 #endif

@@ -75,6 +75,15 @@ static const struct command commands[] = {
 	  "table exactly FILE. Socket targets cannot be restored (pids and fds do\n"
 	  "not survive a restart): they are written as comments. Writes the\n"
 	  "whole table or nothing.\n" },
+	{ "metrics", cmd_metrics, NO_ARGUMENTS,
+	  "print the counters in Prometheus' text format",
+	  "portctl metrics > FILE\n"
+	  "Prints the counters of the table, of each rule and of each target of\n"
+	  "a rule of several, in Prometheus' text format: all of them, or\n"
+	  "nothing and exit 1. For node_exporter's textfile collector, write a\n"
+	  "file beside the one it reads, then rename it:\n"
+	  "  portctl metrics > DIR/portdispatch.prom.$$ &&\n"
+	  "    mv DIR/portdispatch.prom.$$ DIR/portdispatch.prom\n" },
 	{ "exec", cmd_exec, TAKES_FAMILY,
 	  "run a server on ports it need not be root for: the sockets come from portctl",
 	  "portctl exec [-4|-6] [-u USER[:GROUP]] [--replace] CLAUSE... -- COMMAND [ARG]...\n"

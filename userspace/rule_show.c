@@ -13,7 +13,7 @@
 #include "print.h"
 #include "util.h"
 
-static const char *family_text(uint8_t family)
+const char *rule_family_text(uint8_t family)
 {
 	switch (family) {
 	case 0:
@@ -67,7 +67,7 @@ static void format_addr(const uint8_t *addr, uint8_t len, char *buf,
 		snprintf(buf, size, "?");
 }
 
-static void format_dst(const struct rule *r, char *buf, size_t size)
+void rule_format_dst(const struct rule *r, char *buf, size_t size)
 {
 	char addr[INET6_ADDRSTRLEN];
 
@@ -218,9 +218,9 @@ void rule_print(const char *key, const struct rule *r, bool stats)
 	print_uint("port_min", " %s", r->port_min);
 	print_uint("port_max", r->port_max != r->port_min ? "-%s" : NULL,
 		   r->port_max);
-	print_string("family", " %s", family_text(r->family));
+	print_string("family", " %s", rule_family_text(r->family));
 	if (r->has_dst) {
-		format_dst(r, buf, sizeof(buf));
+		rule_format_dst(r, buf, sizeof(buf));
 		print_string("dst", " dst %s", buf);
 	} else {
 		print_null("dst");
@@ -263,7 +263,7 @@ bool rule_format_words(const struct rule *r, char *buf, size_t len)
 	else
 		snprintf(ports, sizeof(ports), "%u", r->port_min);
 	if (r->has_dst)
-		format_dst(r, dst, sizeof(dst));
+		rule_format_dst(r, dst, sizeof(dst));
 	snprintf(buf, len, "%s %s%s%s", proto ? proto : "?", ports,
 		 r->has_dst ? " dst " : "", dst);
 	return proto && (r->family == 0 || r->family == AF_INET ||
@@ -296,8 +296,9 @@ static void append(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* raw: the process's name as it is, for a caller that escapes it. */
 static void format_target(const struct rule_target *t, bool placeholders,
-			  char *buf, size_t len)
+			  bool raw, char *buf, size_t len)
 {
 	char comm[sizeof(t->comm)];
 
@@ -315,7 +316,10 @@ static void format_target(const struct rule_target *t, bool placeholders,
 		 * the comment that save writes it in, and so slip a command
 		 * into the file.
 		 */
-		copy_printable(comm, sizeof(comm), t->comm);
+		if (raw)
+			snprintf(comm, sizeof(comm), "%s", t->comm);
+		else
+			copy_printable(comm, sizeof(comm), t->comm);
 		append(buf, len, "pid %u", t->pid);
 		if (comm[0])
 			append(buf, len, " (%s)", comm);
@@ -340,10 +344,18 @@ void rule_format_targets(const struct rule *r, bool placeholders, char *buf,
 		const struct rule_target *t = &r->targets[i];
 
 		append(buf, len, "%s", i ? ", " : "");
-		format_target(t, placeholders, buf, len);
+		format_target(t, placeholders, false, buf, len);
 		if (t->has_weight)
 			append(buf, len, " weight %u", t->weight);
 	}
 	if (!r->ntargets)
 		append(buf, len, "an unknown target");
+}
+
+void rule_format_target(const struct rule_target *t, char *buf, size_t len)
+{
+	if (!len)
+		return;
+	buf[0] = '\0';
+	format_target(t, false, true, buf, len);
 }

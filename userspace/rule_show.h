@@ -17,6 +17,11 @@
  */
 void rule_print(const char *key, const struct rule *r, bool stats);
 
+/* "any", "ipv4" or "ipv6": the family a rule serves (0: both). */
+const char *rule_family_text(uint8_t family);
+/* The rule's prefix, "192.0.2.0/24"; for a rule with has_dst. */
+void rule_format_dst(const struct rule *r, char *buf, size_t size);
+
 /*
  * The rule in a batch line's words, without family option or target:
  * "tcp 80-90 dst 192.0.2.0/24". Returns false when portctl cannot
@@ -32,5 +37,11 @@ const char *rule_family_option(const struct rule *r);
  */
 void rule_format_targets(const struct rule *r, bool placeholders, char *buf,
 			 size_t len);
+/*
+ * One target in those words, without its weight: "port 8080", "pid 4242
+ * (nginx) fd 5", with the process's name as the kernel gave it, control
+ * characters and all: the caller escapes it for its format.
+ */
+void rule_format_target(const struct rule_target *t, char *buf, size_t len);
 
 #endif

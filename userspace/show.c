@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The commands that read the table: list and stats. */
+/* The commands that read the table, list and stats, and how they read it. */
 #include <libmnl/libmnl.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
 #include <linux/portdispatch.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
 #include "nl.h"
@@ -96,12 +97,6 @@ int cmd_list(int argc, char **argv, const struct options *opt)
 	return ret;
 }
 
-struct ns_stats {
-	bool seen;
-	uint64_t value[PORTDISPATCH_A_NS_STATS_MAX + 1];
-	bool has[PORTDISPATCH_A_NS_STATS_MAX + 1];
-};
-
 static void stats_data(const struct nlmsghdr *nlh, void *arg)
 {
 	struct ns_stats *s = arg;
@@ -124,6 +119,24 @@ static void stats_data(const struct nlmsghdr *nlh, void *arg)
 	}
 }
 
+int read_ns_stats(struct nl *nl, struct ns_stats *s)
+{
+	char buf[NL_MSG_MAX];
+	struct nl_status st;
+
+	memset(s, 0, sizeof(*s));
+	if (nl_request(nl, nl_msg_start(nl, buf, PORTDISPATCH_CMD_STATS_GET, 0),
+		       stats_data, s, &st)) {
+		nl_report(&st, "read the counters", false);
+		return -1;
+	}
+	if (!s->seen) {
+		errorf("the kernel sent no counters");
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_stats(int argc, char **argv, const struct options *opt)
 {
 	static const struct {
@@ -144,11 +157,8 @@ int cmd_stats(int argc, char **argv, const struct options *opt)
 		{ PORTDISPATCH_A_NS_STATS_UDP_FLOWS_MISSED, "udp_flows_missed",
 		  "udp_flows_missed %s\n" },
 	};
-	char buf[NL_MSG_MAX];
-	struct ns_stats s = { .seen = false };
-	struct nl_status st;
+	struct ns_stats s;
 	struct nl nl;
-	size_t i;
 	int ret = EXIT_OK;
 
 	(void)opt;
@@ -156,16 +166,11 @@ int cmd_stats(int argc, char **argv, const struct options *opt)
 	(void)argv;
 	if (nl_open(&nl))
 		return EXIT_ERROR;
-	if (nl_request(&nl, nl_msg_start(&nl, buf, PORTDISPATCH_CMD_STATS_GET, 0),
-		       stats_data, &s, &st)) {
-		nl_report(&st, "read the counters", false);
-		ret = EXIT_ERROR;
-	} else if (!s.seen) {
-		errorf("the kernel sent no counters");
+	if (read_ns_stats(&nl, &s)) {
 		ret = EXIT_ERROR;
 	} else {
 		print_open_object(NULL);
-		for (i = 0; i < ARRAY_SIZE(counters); i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(counters); i++) {
 			if (s.has[counters[i].type])
 				print_uint(counters[i].key, counters[i].textfmt,
 					   s.value[counters[i].type]);

@@ -323,7 +323,7 @@ completes() {
 }
 
 mkdir "$WORK/comp" && : >"$WORK/comp/rules"
-completes "completion: the commands" "$(printf '%s\n' add del exec flush help list monitor replace save stats)" "portctl "
+completes "completion: the commands" "$(printf '%s\n' add del exec flush help list metrics monitor replace save stats)" "portctl "
 completes "completion: exec's options" "$(printf '%s\n' --replace -4 -6 -u help tcp udp | sort)" "portctl exec "
 completes "completion: exec -u offers users" "nobody" "portctl exec -u nob"
 completes "completion: nothing for exec's port" "" "portctl exec -u nobody tcp "
