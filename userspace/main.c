@@ -150,6 +150,12 @@ static int help(int argc, char **argv)
 	return EXIT_OK;
 }
 
+static void refuse_option(const struct command *c, const char *option)
+{
+	errorf("option %s does not apply to \"%s\"; try \"portctl %s help\"",
+	       option, c->name, c->name);
+}
+
 /* Options that do not apply are refused rather than silently ignored. */
 static int check_options(const struct command *c, const struct options *opt)
 {
@@ -163,9 +169,21 @@ static int check_options(const struct command *c, const struct options *opt)
 		bad = "-s";
 	if (!bad)
 		return 0;
-	errorf("option %s does not apply to \"%s\"; try \"portctl %s help\"",
-	       bad, c->name, c->name);
+	refuse_option(c, bad);
 	return EXIT_USAGE;
+}
+
+/* word is one of is_option()'s. */
+static bool takes_option(const struct command *c, const char *word)
+{
+	switch (word[1]) {
+	case '4':
+	case '6':
+		return c->takes & TAKES_FAMILY;
+	case 'j':
+		return c->takes & TAKES_JSON;
+	}
+	return c->takes & TAKES_STATS;
 }
 
 static bool is_option(const char *word)
@@ -178,7 +196,10 @@ static int check_arguments(const struct command *c, int argc, char **argv)
 {
 	if (!(c->takes & NO_ARGUMENTS) || argc == 0)
 		return 0;
-	if (is_option(argv[0]))
+	/* Moved before the command, it would be refused all the same. */
+	if (is_option(argv[0]) && !takes_option(c, argv[0]))
+		refuse_option(c, argv[0]);
+	else if (is_option(argv[0]))
 		errorf("options go before the command, as in \"portctl %s %s\"",
 		       argv[0], c->name);
 	else

@@ -105,6 +105,7 @@ expect "-4 does not apply to list" 2 'Error: option -4 does not apply to "list";
 expect "-j does not apply to del" 2 'Error: option -j does not apply to "del"; try "portctl del help".' -j del tcp 80
 expect "list takes no arguments" 2 'Error: list takes no arguments (found "foo"); try "portctl list help".' list foo
 expect "an option after list" 2 'Error: options go before the command, as in "portctl -j list".' list -j
+expect "an option after save that it does not take" 2 'Error: option -s does not apply to "save"; try "portctl save help".' save -s
 expect "an option after add" 2 'Error: options go before the command, as in "portctl -4 add ...".' add tcp 80 -4 to port 1
 expect "help takes one word" 2 'Error: unexpected "x" after "help".' add help x
 
