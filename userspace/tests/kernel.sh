@@ -9,7 +9,9 @@
 # so it never touches the caller's rules. Checks the text and JSON output
 # (JSON against portctl.schema.json), the kernel's errors as sentences,
 # socket targets found by pid, batches (atomic, errors mapped to lines,
-# sent in few system calls), save and restore, and monitor.
+# sent in few system calls), save and restore, monitor, and metrics
+# (Prometheus' text format, checked by promtool when it is installed, with
+# the numbers of the JSON output).
 #
 # Output is KTAP; exit 4 when it cannot run here (skip).
 #
@@ -98,10 +100,15 @@ PY
 
 # listen SPEC...: a python3 process with one socket per SPEC
 # (tcp4:PORT, tcp6:PORT, udp4:PORT, udp6:PORT); sets LPID and, in LFD,
-# the fd of each socket in order. It lives until killed.
+# the fd of each socket in order. It lives until killed. With LISTEN_NAME
+# set, it names itself so (any bytes: PR_SET_NAME) before it says its fds.
 listen() {
 	python3 - "$@" >"$WORK/listen" <<'PY' &
-import socket, sys, time
+import os, socket, sys, time
+name = os.environb.get(b"LISTEN_NAME")
+if name:
+    import ctypes
+    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)
 keep = []
 for spec in sys.argv[1:]:
     kind, port = spec.split(":")
@@ -360,6 +367,247 @@ check "save: a group with a socket is a comment, with the line to re-add it" \
 expect_out "... loaded onto an empty table" "" -b "$WORK/saved"
 expect_out "... makes the groups of ports again" "tcp 443 any -> port 9443
 tcp 445 any -> port 8443 weight 3, port 9443 weight 1" list
+
+lap "$LINENO"
+# ---------------------------------------------------------------- metrics
+
+# portctl metrics must be what Prometheus reads (promtool, its own parser
+# and linter, when installed) and carry the numbers of -j -s list and
+# -j stats, series for series, under labels that stay put from one
+# scrape to the next. metrics_check (python3, once at the end of the
+# section: it starts slowly in guests) checks every file read here.
+METRICS_CHECKS=()
+# metrics_file NAME: the output of portctl metrics, exit 0 and nothing on
+# stderr, in $WORK/NAME.prom; with the table's JSON beside it, read at
+# one moment: metrics between two identical readings of the JSON (a
+# closing connection may still be counted after the traffic).
+metrics_file() {
+	local name=$1 before after i
+
+	for i in $(seq 10); do
+		before=$("$PORTCTL" -j -s list; "$PORTCTL" -j stats)
+		run metrics
+		after=$("$PORTCTL" -j -s list; "$PORTCTL" -j stats)
+		[ "$before" = "$after" ] && break
+	done
+	cp "$WORK/out" "$WORK/$name.prom"
+	printf '%s\n' "$before" >"$WORK/$name.json"
+	if [ "$RC" = 0 ] && [ -z "$ERR" ] && [ "$before" = "$after" ]; then
+		ok "metrics: $name: exit 0"
+	else
+		not_ok "metrics: $name: exit 0" "exit $RC: $ERR" \
+			"the table while it was read: $before" "then: $after"
+	fi
+	if ! command -v promtool >/dev/null; then
+		skip "metrics: $name: promtool check metrics" \
+			"needs promtool (Debian's prometheus package)"
+	elif promtool check metrics <"$WORK/$name.prom" >"$WORK/promtool" 2>&1; then
+		ok "metrics: $name: promtool check metrics"
+	else
+		not_ok "metrics: $name: promtool check metrics" "$(cat "$WORK/promtool")"
+	fi
+	METRICS_CHECKS+=("$name")
+}
+
+run flush
+metrics_file empty
+
+S=$LPID
+# A process whose name (comm, 15 bytes at most) holds what a label value
+# must escape, and bytes that are not UTF-8.
+LISTEN_NAME=$'a"b\\c\nd\xed\xa0\x80' listen tcp4:8090 tcp4:8091 udp4:5400
+M=$LPID MB=${LFD[1]} LPID=$S
+"$PORTCTL" add tcp 80 to port 8090
+"$PORTCTL" add tcp 81 to pid "$M" fd "$MB"
+"$PORTCTL" add tcp 443 to port 8090 weight 3, pid "$M" fd "$MB" weight 1
+"$PORTCTL" add udp 5000-5010 dst 127.0.0.0/8 to port 5400
+for i in 1 2 3; do
+	(exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null
+done
+(exec 3<>/dev/tcp/127.0.0.1/81) 2>/dev/null
+for i in $(seq 12); do
+	(exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null
+done
+for p in 5000 5004 5010; do
+	echo x >/dev/udp/127.0.0.1/$p
+done
+metrics_file rules
+for i in 1 2; do
+	(exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null
+done
+metrics_file again
+
+if command -v setpriv >/dev/null; then
+	run_nobody metrics
+	if [ "$RC" = 1 ] && [ ! -s "$WORK/out" ] &&
+	   [ "$ERR" = "Error: reading the port table needs CAP_NET_ADMIN." ]; then
+		ok "metrics: refused, prints nothing and says why"
+	else
+		not_ok "metrics: refused, prints nothing and says why" \
+			"exit $RC: $ERR" "$(cat "$WORK/out")"
+	fi
+else
+	skip "metrics: refused, prints nothing and says why" "needs setpriv"
+fi
+
+python3 - "$WORK" "$M" "$MB" "${METRICS_CHECKS[@]}" >"$WORK/metrics" <<'PY'
+import json, re, sys
+
+work, pid, fd, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+FAMILIES = [
+    ("portdispatch_rules", "gauge"),
+    ("portdispatch_lookups_total", "counter"),
+    ("portdispatch_hits_total", "counter"),
+    ("portdispatch_misses_total", "counter"),
+    ("portdispatch_rules_limit", "gauge"),
+    ("portdispatch_udp_flows", "gauge"),
+    ("portdispatch_udp_flows_limit", "gauge"),
+    ("portdispatch_udp_flows_missed_total", "counter"),
+    ("portdispatch_rule_steered_total", "counter"),
+    ("portdispatch_rule_undeliverable_total", "counter"),
+    ("portdispatch_rule_replies_total", "counter"),
+    ("portdispatch_target_steered_total", "counter"),
+    ("portdispatch_target_undeliverable_total", "counter"),
+    ("portdispatch_target_info", "gauge"),
+]
+NS = {"lookups": "portdispatch_lookups_total", "hits": "portdispatch_hits_total",
+      "misses": "portdispatch_misses_total", "max_rules": "portdispatch_rules_limit",
+      "udp_flows": "portdispatch_udp_flows",
+      "max_udp_flows": "portdispatch_udp_flows_limit",
+      "udp_flows_missed": "portdispatch_udp_flows_missed_total"}
+SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([0-9]+)')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+ESC = {"\\": "\\", '"': '"', "n": "\n"}
+
+def parse(text):
+    """Families in order, and {(name, labels): value}; asserts the format."""
+    assert text.endswith("\n"), "no line end at the end"
+    order, samples, cur = [], {}, None
+    for line in text[:-1].split("\n"):
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert name not in [n for n, _ in order], "second HELP for " + name
+            order.append((name, None))
+            cur = name
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == cur and order[-1][1] is None, "TYPE without HELP: " + line
+            order[-1] = (name, kind)
+        else:
+            m = SAMPLE.fullmatch(line)
+            assert m, "not a sample: " + repr(line)
+            assert m[1] == cur, "a sample outside its family: " + line
+            labels, pos, raw = {}, 0, m[2] or ""
+            while pos < len(raw):
+                lm = LABEL.match(raw, pos)
+                assert lm, "bad labels: " + raw
+                labels[lm[1]] = re.sub(r"\\(.)", lambda e: ESC[e[1]], lm[2])
+                pos = lm.end()
+            key = (m[1], tuple(sorted(labels.items())))
+            assert key not in samples, "two series alike: " + line
+            samples[key] = int(m[3])
+    return order, samples
+
+def words(t):
+    if t["type"] == "port":
+        return "port %d" % t["port"]
+    if t["type"] == "socket":
+        return "pid %d%s%s" % (t["pid"] or 0, " (%s)" % t["comm"] if t["comm"] else "",
+                               " fd %d" % t["fd"] if t["fd"] is not None else "")
+    return "unknown"
+
+def expected(rules, stats):
+    want = {("portdispatch_rules", ()): len(rules)}
+    for k, name in NS.items():
+        if stats[k] is not None:
+            want[(name, ())] = stats[k]
+    for r in rules:
+        ports = str(r["port_min"]) if r["port_min"] == r["port_max"] else \
+            "%d-%d" % (r["port_min"], r["port_max"])
+        rl = {"proto": r["proto"], "ports": ports, "prefix": r["dst"] or "",
+              "family": r["family"]}
+        rk = tuple(sorted(rl.items()))
+        for k in ("steered", "undeliverable", "replies"):
+            if r["stats"][k] is not None:
+                want[("portdispatch_rule_%s_total" % k, rk)] = r["stats"][k]
+        for i, t in enumerate(r["targets"]):
+            tl = dict(rl, member=str(i), target=words(t))
+            if t["weight"] is not None:
+                tl["weight"] = str(t["weight"])
+            tk = tuple(sorted(tl.items()))
+            want[("portdispatch_target_info", tk)] = 1
+            if t["stats"]:
+                for k in ("steered", "undeliverable"):
+                    want[("portdispatch_target_%s_total" % k, tk)] = t["stats"][k]
+    return want
+
+def value(samples, name, **labels):
+    for (n, l), v in samples.items():
+        if n == name and all(dict(l).get(k) == w for k, w in labels.items()):
+            return v
+    raise AssertionError("no %s %s" % (name, labels))
+
+def check(name):
+    text = open("%s/%s.prom" % (work, name), "rb").read().decode("utf-8")
+    order, samples = parse(text)
+    assert order == FAMILIES, "families: %s" % order
+    dec = json.JSONDecoder()
+    blob = open("%s/%s.json" % (work, name)).read().strip()
+    rules, end = dec.raw_decode(blob)
+    stats = json.loads(blob[end:])
+    want = expected(rules, stats)
+    missing = {k: v for k, v in want.items() if samples.get(k) != v}
+    extra = {k: v for k, v in samples.items() if k not in want}
+    assert not missing and not extra, "not as in -j -s list: want %s, got extra %s" % (
+        sorted(missing.items())[:4], sorted(extra.items())[:4])
+    if name == "empty":
+        assert samples[("portdispatch_rules", ())] == 0
+        return
+    comm = 'a"b\\c\nd' + "\ufffd" * 3
+    sock = "pid %d (%s) fd %d" % (pid, comm, fd)
+    assert '(a\\"b\\\\c\\nd\ufffd\ufffd\ufffd) fd' in text, "escaping"
+    steered = lambda **l: value(samples, "portdispatch_rule_steered_total", **l)
+    assert steered(ports="80", prefix="", family="any") == 3
+    assert steered(ports="81", family="ipv4") == 1
+    assert steered(ports="5000-5010", proto="udp", prefix="127.0.0.0/8") == 3
+    assert value(samples, "portdispatch_rule_replies_total", ports="5000-5010") == 0
+    assert value(samples, "portdispatch_target_info", ports="81", member="0",
+                 target=sock) == 1
+    g = steered(ports="443")
+    assert g == (12 if name == "rules" else 14), g
+    members = [value(samples, "portdispatch_target_steered_total", ports="443",
+                     member=str(i), target=t, weight=w)
+               for i, t, w in ((0, "port 8090", "3"), (1, sock, "1"))]
+    assert sum(members) == g, members
+
+for name in names:
+    try:
+        check(name)
+        print("ok metrics: %s: the families and numbers of -j -s list and -j stats" % name)
+    except Exception as e:
+        print("not ok metrics: %s: the families and numbers of -j -s list and -j stats: %s"
+              % (name, str(e).splitlines()[0][:300] if str(e) else type(e).__name__))
+# Label sets stay put from one scrape to the next; only values move.
+try:
+    a = parse(open(work + "/rules.prom").read())[1]
+    b = parse(open(work + "/again.prom").read())[1]
+    assert a.keys() == b.keys(), set(a) ^ set(b)
+    assert a != b and all(b[k] >= a[k] for k in a if k[0].endswith("_total")), "counters"
+    print("ok metrics: the same series in the next scrape, counters moved on")
+except Exception as e:
+    print("not ok metrics: the same series in the next scrape, counters moved on: %s"
+          % str(e)[:300])
+PY
+while IFS= read -r line; do
+	case $line in
+	"ok "*) ok "${line#ok }" ;;
+	"not ok "*) not_ok "${line#not ok }" ;;
+	esac
+done <"$WORK/metrics"
+check "metrics: python3 checked every output" \
+	[ "$(grep -c '^ok\|^not ok' "$WORK/metrics")" = $((${#METRICS_CHECKS[@]} + 1)) ]
+kill "$M"
+wait "$M" 2>/dev/null
 
 lap "$LINENO"
 # ---------------------------------------------------------------- monitor

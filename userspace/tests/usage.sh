@@ -57,7 +57,7 @@ found() {
 
 run help
 if [ "$RC" = 0 ] && [ -z "$ERR" ] && [[ $OUT == Usage:\ portctl* ]] &&
-   [[ $OUT == *add*replace*del*list*flush*stats*monitor*save*exec*help* ]]; then
+   [[ $OUT == *add*replace*del*list*flush*stats*monitor*save*metrics*exec*help* ]]; then
 	ok "help lists the commands"
 else
 	not_ok "help lists the commands" "got exit $RC"
@@ -70,7 +70,7 @@ for args in "-h" "--help"; do
 		not_ok "$args prints the help" "got exit $RC"
 	fi
 done
-for cmd in add replace del list flush stats monitor save exec; do
+for cmd in add replace del list flush stats monitor save metrics exec; do
 	run "$cmd" help
 	if [ "$RC" = 0 ] && [ -z "$ERR" ] && [[ $OUT == Usage:\ portctl*$cmd* ]]; then
 		ok "$cmd help"
@@ -105,6 +105,11 @@ expect "-4 does not apply to list" 2 'Error: option -4 does not apply to "list";
 expect "-j does not apply to del" 2 'Error: option -j does not apply to "del"; try "portctl del help".' -j del tcp 80
 expect "list takes no arguments" 2 'Error: list takes no arguments (found "foo"); try "portctl list help".' list foo
 expect "an option after list" 2 'Error: options go before the command, as in "portctl -j list".' list -j
+expect "-j does not apply to metrics" 2 'Error: option -j does not apply to "metrics"; try "portctl metrics help".' -j metrics
+expect "-s does not apply to metrics" 2 'Error: option -s does not apply to "metrics"; try "portctl metrics help".' -s metrics
+expect "-4 does not apply to metrics" 2 'Error: option -4 does not apply to "metrics"; try "portctl metrics help".' -4 metrics
+expect "metrics takes no arguments" 2 'Error: metrics takes no arguments (found "all"); try "portctl metrics help".' metrics all
+expect "an option after metrics that it does not take" 2 'Error: option -j does not apply to "metrics"; try "portctl metrics help".' metrics -j
 expect "an option after save that it does not take" 2 'Error: option -s does not apply to "save"; try "portctl save help".' save -s
 expect "an option after add" 2 'Error: options go before the command, as in "portctl -4 add ...".' add tcp 80 -4 to port 1
 expect "help takes one word" 2 'Error: unexpected "x" after "help".' add help x
@@ -331,6 +336,7 @@ completes "completion: nothing for exec's port" "" "portctl exec -u nobody tcp "
 completes "completion: after exec's port" "$(printf '%s\n' -- dst tcp udp | sort)" "portctl exec tcp 80 "
 completes "completion: exec's command" "$(compgen -c -- busybo | sort)" "portctl exec tcp 80 -- busybo"
 completes "completion: exec's command's arguments are files" "rules" "portctl exec tcp 80 -- busybox ru"
+completes "completion: metrics takes only help" "help" "portctl metrics "
 completes "completion: commands after options" "$(printf '%s\n' replace)" "portctl -4 re"
 completes "completion: -b offers files and -" "$(printf '%s\n' - rules)" "portctl -b "
 completes "completion: nothing after -b FILE" "" "portctl -b rules "
