@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -140,7 +139,8 @@ static int runnable(const char *path)
 	/* As execve() says it of a directory. */
 	if (!S_ISREG(st.st_mode))
 		return EACCES;
-	return access(path, X_OK) ? errno : 0;
+	/* access() would answer for the real uid: root's, not who's. */
+	return faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) ? errno : 0;
 }
 
 /* The search itself, as whoever runs it; the file, or NULL having said why. */
@@ -178,7 +178,8 @@ static char *search(const struct run_as *who, const char *command)
 			if (!err)
 				return xstrdup(file);
 			/* A directory of PATH we may not search hides nothing. */
-			if (err == EACCES && !access(file, F_OK))
+			if (err == EACCES &&
+			    !faccessat(AT_FDCWD, file, F_OK, AT_EACCESS))
 				denied = 1;
 		}
 		if (!*end)
@@ -193,59 +194,80 @@ static char *search(const struct run_as *who, const char *command)
 	return NULL;
 }
 
+/* Who we were, to be again. */
+struct ids {
+	uid_t euid;
+	gid_t egid;
+	gid_t *groups;
+	int ngroups;
+};
+
+static int take_off(const struct ids *was)
+{
+	if (seteuid(was->euid) || setegid(was->egid) ||
+	    setgroups((size_t)was->ngroups, was->groups)) {
+		errorf("could not be ourselves again: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Takes on who's effective ids and groups for a while: the real and saved
+ * uid stay, and the capabilities come back with the effective uid. 0, or
+ * -1 having said why and changed nothing (was->groups is freed then).
+ */
+static int wear(const struct run_as *who, struct ids *was)
+{
+	int n = getgroups(0, NULL);
+
+	was->euid = geteuid();
+	was->egid = getegid();
+	was->groups = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*was->groups));
+	was->ngroups = n < 0 ? n : getgroups(n, was->groups);
+	if (was->ngroups < 0) {
+		errorf("could not read our groups: %s", strerror(errno));
+		goto out;
+	}
+	if (who->name ? initgroups(who->name, who->gid) : setgroups(0, NULL)) {
+		errorf("could not take the groups of %s: %s", who->spec,
+		       strerror(errno));
+		goto out;
+	}
+	if (setegid(who->gid)) {
+		errorf("could not become group %u: %s", (unsigned int)who->gid,
+		       strerror(errno));
+		goto undo;
+	}
+	if (seteuid(who->uid)) {
+		errorf("could not become %s: %s", who->spec, strerror(errno));
+		goto undo;
+	}
+	return 0;
+undo:
+	take_off(was);
+out:
+	free(was->groups);
+	return -1;
+}
+
 char *run_as_find_command(const struct run_as *who, const char *command)
 {
-	char buf[PATH_MAX + 1];
+	struct ids was;
 	char *found;
-	int pipefd[2], status;
-	ssize_t len = 0, n;
-	pid_t pid;
+	int ret;
 
 	if (!who->set)
 		return search(who, command);
-
-	/* Only who can say what who may run: ask a child that became who. */
-	if (pipe2(pipefd, O_CLOEXEC)) {
-		errorf("could not make a pipe: %s", strerror(errno));
+	/* Only who can say what who may run (a directory of mode 0700...). */
+	if (wear(who, &was))
+		return NULL;
+	found = search(who, command);
+	ret = take_off(&was);
+	free(was.groups);
+	if (ret) {
+		free(found);
 		return NULL;
 	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		errorf("could not fork: %s", strerror(errno));
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return NULL;
-	}
-	if (pid == 0) {
-		close(pipefd[0]);
-		if (run_as_become(who))
-			_exit(EXIT_ERROR);
-		found = search(who, command);
-		if (!found)
-			_exit(EXIT_ERROR);
-		n = write(pipefd[1], found, strlen(found));
-		_exit(n == (ssize_t)strlen(found) ? EXIT_OK : EXIT_ERROR);
-	}
-	close(pipefd[1]);
-	while (len < (ssize_t)sizeof(buf) - 1) {
-		n = read(pipefd[0], buf + len, sizeof(buf) - 1 - (size_t)len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += n;
-	}
-	close(pipefd[0]);
-	buf[len] = '\0';
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			errorf("could not wait for a child: %s", strerror(errno));
-			return NULL;
-		}
-	}
-	/* Else the child has said why it failed. */
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_OK || !len)
-		return NULL;
-	return xstrdup(buf);
+	return found;
 }

@@ -37,8 +37,9 @@ int run_as_become(const struct run_as *who);
 
 /*
  * The file that exec would run for command, found in PATH as execvp()
- * does, checked as who would run it (in a child that becomes who) when
- * -u was given. Returns it (to be freed), or NULL having said why.
+ * does, checked as who would run it when -u was given (with who's ids
+ * and groups as the effective ones, meanwhile). Returns it (to be freed),
+ * or NULL having said why.
  */
 char *run_as_find_command(const struct run_as *who, const char *command);
 
