@@ -235,6 +235,7 @@ test_refusals_leave_no_rule()
 {
 	local bad events seen
 
+	defer pcn "$NS" flush
 	pcn "$NS" add tcp 80 to port 8080
 
 	# Taken without --replace: the rule there stays as it was.
@@ -281,7 +282,6 @@ test_refusals_leave_no_rule()
 	check_match "$out" 'Exec format error' "the message"
 	busywait "$REAP_MS" rules_left 1 ||
 		fail "the failed server's rule stayed: $(pcn "$NS" list)"
-	pcn "$NS" flush
 }
 
 # A reload of the boot-time rules holds a batch open for a moment; a server
