@@ -33,7 +33,8 @@
 struct exec_request {
 	uint8_t family;		/* -4/-6, before or after "exec" */
 	bool replace;		/* --replace */
-	struct run_as who;	/* -u */
+	const char *user;	/* -u as written */
+	struct run_as who;	/* ... and looked up */
 	size_t n;
 	struct rule_spec specs[EXEC_SOCKETS_MAX];
 	int fds[EXEC_SOCKETS_MAX];
@@ -56,13 +57,9 @@ static int set_family(struct exec_request *r, uint8_t family)
 	return 0;
 }
 
-/*
- * The options after "exec": how many words they took, or minus the exit
- * status, having said why.
- */
+/* The options after "exec": how many words they took, or -1 having said why. */
 static int parse_options(int argc, char **argv, struct exec_request *r)
 {
-	const char *user = NULL;
 	int i;
 
 	for (i = 0; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--"); i++) {
@@ -70,30 +67,24 @@ static int parse_options(int argc, char **argv, struct exec_request *r)
 
 		if (!strcmp(w, "-4") || !strcmp(w, "-6")) {
 			if (set_family(r, w[1] == '4' ? AF_INET : AF_INET6))
-				return -EXIT_USAGE;
+				return -1;
 		} else if (!strcmp(w, "--replace")) {
 			r->replace = true;
 		} else if (!strcmp(w, "-u") || !strcmp(w, "--user")) {
 			if (i + 1 >= argc || !strcmp(argv[i + 1], "--")) {
 				errorf("%s needs a user (USER or USER:GROUP)", w);
-				return -EXIT_USAGE;
+				return -1;
 			}
-			user = argv[++i];
+			r->user = argv[++i];
 		} else if (!strncmp(w, "--user=", 7)) {
-			user = w + 7;
+			r->user = w + 7;
 		} else if (!strncmp(w, "-u", 2)) {
-			user = w + 2;
+			r->user = w + 2;
 		} else {
 			errorf("unknown option \"%s\" for exec; try \"portctl exec help\"",
 			       w);
-			return -EXIT_USAGE;
+			return -1;
 		}
-	}
-	if (user) {
-		int ret = run_as_resolve(user, &r->who);
-
-		if (ret)
-			return -ret;
 	}
 	return i;
 }
@@ -103,10 +94,13 @@ static int parse_clauses(int argc, char **argv, struct exec_request *r)
 {
 	int i = 0;
 
-	if (argc == 0 || !is_proto(argv[0])) {
-		errorf(argc ? "expected tcp or udp, not \"%s\"; try \"portctl exec help\"" :
-			      "exec needs a protocol (tcp or udp) and a port%s; try \"portctl exec help\"",
-		       argc ? argv[0] : "");
+	if (argc == 0) {
+		errorf("exec needs a protocol (tcp or udp) and a port; try \"portctl exec help\"");
+		return EXIT_USAGE;
+	}
+	if (!is_proto(argv[0])) {
+		errorf("expected tcp or udp, not \"%s\"; try \"portctl exec help\"",
+		       argv[0]);
 		return EXIT_USAGE;
 	}
 	while (i < argc) {
@@ -151,7 +145,7 @@ static int parse_exec(int argc, char **argv, const struct options *opt,
 		return EXIT_USAGE;
 	i = parse_options(argc, argv, r);
 	if (i < 0)
-		return -i;
+		return EXIT_USAGE;
 	for (sep = i; sep < argc && strcmp(argv[sep], "--"); sep++)
 		;
 	if (sep == argc) {
@@ -166,7 +160,8 @@ static int parse_exec(int argc, char **argv, const struct options *opt,
 	if (ret)
 		return ret;
 	r->command = argv + sep + 1;
-	return 0;
+	/* The words first: a usage error is told before a missing user. */
+	return r->user ? run_as_resolve(r->user, &r->who) : 0;
 }
 
 static void exec_request_free(struct exec_request *r)
@@ -195,7 +190,7 @@ static void close_sockets(struct exec_request *r, size_t n)
  */
 static int make_socket(const struct rule_spec *spec)
 {
-	int af = spec_family(spec), type, fd, on = 1, off = 0;
+	int af = spec_family(spec), type, fd, err, on = 1, off = 0;
 	bool host = spec->has_dst &&
 		    spec->dst_plen == (spec->dst_family == AF_INET ? 32 : 128);
 	struct sockaddr_storage ss = { 0 };
@@ -240,10 +235,11 @@ static int make_socket(const struct rule_spec *spec)
 		goto fail;
 	return fd;
 fail:
-	spec_words(spec, words, sizeof(words));
-	errorf("could not make the socket for %s: %s", words, strerror(errno));
+	err = errno;
 	if (fd >= 0)
 		close(fd);
+	spec_words(spec, words, sizeof(words));
+	errorf("could not make the socket for %s: %s", words, strerror(err));
 	return -1;
 }
 
