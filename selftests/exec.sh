@@ -19,7 +19,13 @@
 
 require_cmd curl python3
 
-SERVER=$TOP/examples/listen-fds-http
+# A copy nobody may run: the tree may be under /root (mode 700), where
+# portctl exec -u nobody refuses it, rightly.
+_server_dir=$(mktemp -d)
+chmod 755 "$_server_dir"
+cp "$TOP/examples/listen-fds-http" "$_server_dir/"
+defer rm -rf "$_server_dir"
+SERVER=$_server_dir/listen-fds-http
 # The reaper looks every half second (busywait scales the bound).
 REAP_MS=2000
 
