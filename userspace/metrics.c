@@ -18,11 +18,12 @@
  * family (two rules that share all four would conflict). Its targets are
  * not among them: a replace keeps the rule's counters, and a series that
  * the replace ended and another that began with the old count would cut
- * one counter in two. Each target's series add member (its place in the
- * rule, from 0, which makes two targets that read alike distinct),
- * target (its words, as portctl list prints them) and, in a rule of
- * several, weight; portdispatch_target_info names every target of every
- * rule with these labels, to join on.
+ * one counter in two. Each target's series (a lone target's counters are
+ * its rule's) add member (its place in the rule, from 0, which makes two
+ * targets that read alike distinct), target (its words, as portctl list
+ * prints them) and, in a rule of several, weight;
+ * portdispatch_target_info names every target of every rule with these
+ * labels, to join on.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -75,16 +76,16 @@ static const struct {
 	  "UDP datagrams the rule's targets sent back from the address and port the client used." },
 };
 
-/* The counters of each target of a rule of several. */
+/* The counters of each target: a lone target's are its rule's. */
 static const struct {
 	enum value value;
 	const char *name;
 	const char *help;
 } target_metrics[] = {
 	{ STEERED, "portdispatch_target_steered_total",
-	  "New flows this target of a rule of several took." },
+	  "New flows this target took." },
 	{ UNDELIVERABLE, "portdispatch_target_undeliverable_total",
-	  "New flows whose first choice was this target but that it could not take, passed on to the rule's next target." },
+	  "New flows whose first choice was this target but that it could not take, passed on to the rule's next target or the normal lookup." },
 };
 
 static void family_header(FILE *f, const char *name, const char *kind,
@@ -218,16 +219,25 @@ static void put_rules(FILE *f, const struct rule_list *list)
 		for (i = 0; i < list->n; i++) {
 			const struct rule *r = &list->rules[i];
 
-			/* The kernel counts per target in rules of several. */
 			for (j = 0; j < r->ntargets; j++) {
 				const struct rule_target *t = &r->targets[j];
+				bool steered = target_metrics[k].value == STEERED;
 
-				if (!t->has_stats)
-					continue;
-				fprintf(f, "%s{", target_metrics[k].name);
-				target_labels(f, r, j);
-				put_sample(f, target_metrics[k].value == STEERED ?
-					   t->steered : t->undeliverable);
+				/*
+				 * The kernel counts per target in rules of
+				 * several; a lone target's are the rule's.
+				 */
+				if (t->has_stats) {
+					fprintf(f, "%s{", target_metrics[k].name);
+					target_labels(f, r, j);
+					put_sample(f, steered ? t->steered :
+						   t->undeliverable);
+				} else if (r->ntargets == 1 && r->has_stats) {
+					fprintf(f, "%s{", target_metrics[k].name);
+					target_labels(f, r, j);
+					put_sample(f, steered ? r->steered :
+						   r->undeliverable);
+				}
 			}
 		}
 	}

@@ -536,9 +536,11 @@ def expected(rules, stats):
                 tl["weight"] = str(t["weight"])
             tk = tuple(sorted(tl.items()))
             want[("portdispatch_target_info", tk)] = 1
-            if t["stats"]:
+            # A lone target's counters are its rule's.
+            ts = t["stats"] or (r["stats"] if len(r["targets"]) == 1 else None)
+            if ts:
                 for k in ("steered", "undeliverable"):
-                    want[("portdispatch_target_%s_total" % k, tk)] = t["stats"][k]
+                    want[("portdispatch_target_%s_total" % k, tk)] = ts[k]
     return want
 
 def value(samples, name, **labels):
