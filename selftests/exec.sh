@@ -19,13 +19,15 @@
 
 require_cmd curl python3
 
-# A copy nobody may run: the tree may be under /root (mode 700), where
-# portctl exec -u nobody refuses it, rightly.
-_server_dir=$(mktemp -d)
-chmod 755 "$_server_dir"
-cp "$TOP/examples/listen-fds-http" "$_server_dir/"
-defer rm -rf "$_server_dir"
-SERVER=$_server_dir/listen-fds-http
+# Copies nobody may run: the tree may be under /root (mode 700), where
+# portctl exec -u nobody refuses the server, rightly, and where a
+# container's root (uid 65534 outside) could not run portctl.
+_bin=$(mktemp -d)
+chmod 755 "$_bin"
+cp "$TOP/examples/listen-fds-http" "$PORTCTL" "$_bin/"
+defer rm -rf "$_bin"
+SERVER=$_bin/listen-fds-http
+CT_PORTCTL=$_bin/$(basename "$PORTCTL")
 # The reaper looks every half second (busywait scales the bound).
 REAP_MS=2000
 
@@ -311,11 +313,47 @@ test_waits_for_a_batch()
 	check_eq "$(grep -c '^ok$' "$held")" 3 "the batch's BEGIN, sleep and COMMIT"
 }
 
-ktap_plan 6
+# The root of a container: uid 65534 outside, in a user and network
+# namespace of its own, with no privilege on the host. -u nobody is
+# refused there before anything changes: nobody cannot be had inside.
+test_container_root()
+{
+	local out v
+
+	require_cmd setpriv unshare
+	if [ -r /proc/sys/kernel/unprivileged_userns_clone ]; then
+		read -r v < /proc/sys/kernel/unprivileged_userns_clone
+		[ "$v" != 0 ] || skip "unprivileged user namespaces are off"
+	fi
+	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups unshare -Urn bash -c '
+		ip link set lo up
+		"$1" exec -u nobody tcp 81 -- "$2" 2>&1
+		# (stats: list would take a closed socket'"'"'s rule away itself)
+		echo "status $? $("$1" stats | grep "^rules ")"
+		"$1" exec tcp 80 -- "$2" "from the container" 2>/dev/null &
+		for i in $(seq 200); do
+			"$1" list | grep -q "pid $! " && break
+			sleep 0.1
+		done
+		"$1" list
+		curl -sS --max-time 60 http://127.0.0.1/
+		kill $!' container "$CT_PORTCTL" "$SERVER" 2>&1) ||
+		fail "in the container: $out"
+	# (setgroups() is denied in such a namespace, and nobody's uid is not
+	# mapped there.)
+	check_match "$out" '^Error: could not (take the groups of|become) nobody: ' "-u nobody in the container"
+	check_match "$out" '^status 1 rules 0$' "the refused exec"
+	check_match "$out" '^tcp 80 any -> pid [0-9]+ \(listen-fds-http\) fd 3 ' "the container's rule"
+	check_match "$out" '^from the container$' "the page"
+	check_match "$out" '^local 127\.0\.0\.1:80$' "what getsockname() said"
+}
+
+ktap_plan 7
 run_test "a server from LISTEN_FDS serves port 80 as nobody, without capabilities" test_serves_as_nobody
 run_test "a UDP server reads port 53 with IP_ORIGDSTADDR and answers from it" test_udp_original_destination
 run_test "--replace under load: no connection lost, the old server keeps its own" test_replace_under_load
 run_test "several clauses: fds 3 and up in order, names, the rule's address" test_several_sockets
 run_test "refusals and a failed exec leave no rule behind" test_refusals_leave_no_rule
 run_test "a server started during another socket's batch waits for it" test_waits_for_a_batch
+run_test "a container's root runs a server on port 80 in its own namespace" test_container_root
 ktap_finish
