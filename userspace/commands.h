@@ -55,11 +55,12 @@ struct rule_list {
 /*
  * Reads the table, again when a change of it came in between (a dump
  * flagged NLM_F_DUMP_INTR), a few times at most. If no read was
- * consistent: with whole, the number of reads, having said nothing; else
- * 0 and the last read, with a warning. -1 when the kernel refused,
- * having said why.
+ * consistent: without undone, 0 and the last read, with a warning; with
+ * it (what a whole table was wanted for and is not done: "nothing was
+ * saved"), -1, having said so. -1 also when the kernel refused, having
+ * said why.
  */
-int dump_rules(struct nl *nl, struct rule_list *list, bool whole);
+int dump_rules(struct nl *nl, struct rule_list *list, const char *undone);
 void rule_list_free(struct rule_list *list);
 
 /* The namespace's counters (STATS_GET), by NS_STATS attribute type. */

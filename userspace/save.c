@@ -86,7 +86,7 @@ int cmd_save(int argc, char **argv, const struct options *opt)
 {
 	struct rule_list list = { .n = 0 };
 	struct nl nl;
-	int ret = EXIT_OK, err;
+	int ret = EXIT_OK;
 
 	(void)opt;
 	(void)argc;	/* main() has refused arguments */
@@ -97,11 +97,7 @@ int cmd_save(int argc, char **argv, const struct options *opt)
 	 * Loaded onto an empty table (at boot), a partial copy would
 	 * silently lack rules: all of the table or nothing.
 	 */
-	err = dump_rules(&nl, &list, true);
-	if (err > 0)
-		errorf("the table changed each of the %d times it was read, so nothing was saved; try again",
-		       err);
-	if (err) {
+	if (dump_rules(&nl, &list, "nothing was saved")) {
 		ret = EXIT_ERROR;
 	} else {
 		save_header();

@@ -46,7 +46,7 @@ void rule_list_free(struct rule_list *list)
 	list->n = list->cap = 0;
 }
 
-int dump_rules(struct nl *nl, struct rule_list *list, bool whole)
+int dump_rules(struct nl *nl, struct rule_list *list, const char *undone)
 {
 	char buf[NL_MSG_MAX];
 	struct nl_status st;
@@ -64,8 +64,11 @@ int dump_rules(struct nl *nl, struct rule_list *list, bool whole)
 		if (!nl->dump_intr)
 			return 0;
 	}
-	if (whole)
-		return DUMP_TRIES;
+	if (undone) {
+		errorf("the table changed each of the %d times it was read, so %s; try again",
+		       DUMP_TRIES, undone);
+		return -1;
+	}
 	warnf("the table kept changing while it was read: this listing may be inconsistent");
 	return 0;
 }
@@ -80,7 +83,7 @@ int cmd_list(int argc, char **argv, const struct options *opt)
 	(void)argv;
 	if (nl_open(&nl))
 		return EXIT_ERROR;
-	if (dump_rules(&nl, &list, false)) {
+	if (dump_rules(&nl, &list, NULL)) {
 		ret = EXIT_ERROR;
 	} else {
 		print_open_array(NULL);
