@@ -221,23 +221,25 @@ static void put_rules(FILE *f, const struct rule_list *list)
 
 			for (j = 0; j < r->ntargets; j++) {
 				const struct rule_target *t = &r->targets[j];
-				bool steered = target_metrics[k].value == STEERED;
+				uint64_t steered, undeliverable;
 
 				/*
 				 * The kernel counts per target in rules of
 				 * several; a lone target's are the rule's.
 				 */
 				if (t->has_stats) {
-					fprintf(f, "%s{", target_metrics[k].name);
-					target_labels(f, r, j);
-					put_sample(f, steered ? t->steered :
-						   t->undeliverable);
+					steered = t->steered;
+					undeliverable = t->undeliverable;
 				} else if (r->ntargets == 1 && r->has_stats) {
-					fprintf(f, "%s{", target_metrics[k].name);
-					target_labels(f, r, j);
-					put_sample(f, steered ? r->steered :
-						   r->undeliverable);
+					steered = r->steered;
+					undeliverable = r->undeliverable;
+				} else {
+					continue;
 				}
+				fprintf(f, "%s{", target_metrics[k].name);
+				target_labels(f, r, j);
+				put_sample(f, target_metrics[k].value == STEERED ?
+					   steered : undeliverable);
 			}
 		}
 	}
