@@ -99,18 +99,25 @@ void run_as_free(struct run_as *who)
 	memset(who, 0, sizeof(*who));
 }
 
-int run_as_become(const struct run_as *who)
+/*
+ * A user the database knows gets its supplementary groups, as login and
+ * systemd's User= give them; a bare uid gets none, rather than keeping
+ * root's. 0, or -1 having said why.
+ */
+static int take_groups(const struct run_as *who)
 {
-	/*
-	 * A user the database knows gets its supplementary groups, as login
-	 * and systemd's User= give them; a bare uid gets none, rather than
-	 * keeping root's.
-	 */
 	if (who->name ? initgroups(who->name, who->gid) : setgroups(0, NULL)) {
 		errorf("could not take the groups of %s: %s", who->spec,
 		       strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+int run_as_become(const struct run_as *who)
+{
+	if (take_groups(who))
+		return -1;
 	if (setresgid(who->gid, who->gid, who->gid)) {
 		errorf("could not become group %u: %s", (unsigned int)who->gid,
 		       strerror(errno));
@@ -229,11 +236,8 @@ static int wear(const struct run_as *who, struct ids *was)
 		errorf("could not read our groups: %s", strerror(errno));
 		goto out;
 	}
-	if (who->name ? initgroups(who->name, who->gid) : setgroups(0, NULL)) {
-		errorf("could not take the groups of %s: %s", who->spec,
-		       strerror(errno));
+	if (take_groups(who))
 		goto out;
-	}
 	if (setegid(who->gid)) {
 		errorf("could not become group %u: %s", (unsigned int)who->gid,
 		       strerror(errno));
